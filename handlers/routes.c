@@ -1,0 +1,12 @@
+/* The route table: one line per route. GET routes also answer HEAD. */
+#include "handlers.h"
+
+const struct ars_route ars_routes[] = {
+    { "GET", "/health", ars_handle_health, ARS_SHAPE_PLAIN, ARS_ROUTE_NO_BODY },
+    { "GET", "/metrics", ars_handle_metrics, ARS_SHAPE_PLAIN, ARS_ROUTE_NO_BODY },
+    { "GET", "/_test/sse", ars_handle_test_sse, ARS_SHAPE_PLAIN, ARS_ROUTE_TEST_ONLY | ARS_ROUTE_NO_BODY },
+    { "GET", "/_test/sleep", ars_handle_test_sleep, ARS_SHAPE_PLAIN, ARS_ROUTE_TEST_ONLY | ARS_ROUTE_NO_BODY },
+    { "POST", "/_test/echo", ars_handle_test_sleep, ARS_SHAPE_ANTHROPIC, ARS_ROUTE_TEST_ONLY },
+};
+
+const size_t ars_routes_count = sizeof(ars_routes) / sizeof(ars_routes[0]);

@@ -1,0 +1,160 @@
+#include "redis.h"
+
+#include <hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "config.h"
+
+struct ars_redis {
+    redisContext *ctx;
+    const struct ars_config *cfg;   /* the config the context was made with */
+    char error[256];
+};
+
+struct ars_redis *ars_redis_new(void)
+{
+    return calloc(1, sizeof(struct ars_redis));
+}
+
+static void drop(struct ars_redis *r)
+{
+    if (r->ctx)
+        redisFree(r->ctx);
+    r->ctx = NULL;
+    r->cfg = NULL;
+}
+
+void ars_redis_free(struct ars_redis *r)
+{
+    if (!r)
+        return;
+    drop(r);
+    free(r);
+}
+
+const char *ars_redis_error(const struct ars_redis *r)
+{
+    return r->error;
+}
+
+static struct timeval ms_to_tv(long long ms)
+{
+    struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)((ms % 1000) * 1000) };
+    return tv;
+}
+
+/* Runs a setup command on a fresh context; 0 on success. */
+static int setup_cmd(struct ars_redis *r, int argc, const char **argv, const char *what)
+{
+    redisReply *rep = redisCommandArgv(r->ctx, argc, argv, NULL);
+    if (!rep) {
+        snprintf(r->error, sizeof(r->error), "redis %s: %s", what, r->ctx->errstr);
+        return -1;
+    }
+    int bad = rep->type == REDIS_REPLY_ERROR;
+    if (bad)
+        snprintf(r->error, sizeof(r->error), "redis %s refused: %.*s", what,
+                 (int)(rep->len > 200 ? 200 : rep->len), rep->str);
+    freeReplyObject(rep);
+    return bad ? -1 : 0;
+}
+
+static enum ars_err connect_redis(struct ars_redis *r, const struct ars_config *cfg, long long connect_ms)
+{
+    struct timeval tv = ms_to_tv(connect_ms);
+    if (cfg->redis_host[0] == '/')
+        r->ctx = redisConnectUnixWithTimeout(cfg->redis_host, tv);
+    else
+        r->ctx = redisConnectWithTimeout(cfg->redis_host, (int)cfg->redis_port, tv);
+    if (!r->ctx || r->ctx->err) {
+        snprintf(r->error, sizeof(r->error), "redis connect %s:%lld: %s", cfg->redis_host,
+                 cfg->redis_port, r->ctx ? r->ctx->errstr : "out of memory");
+        drop(r);
+        return ARS_ERR_UNAVAILABLE;
+    }
+    struct timeval cmd_tv = ms_to_tv(cfg->redis_command_timeout_ms);
+    redisSetTimeout(r->ctx, cmd_tv);
+    if (cfg->redis_password[0]) {
+        const char *argv[] = { "AUTH", cfg->redis_password };
+        if (setup_cmd(r, 2, argv, "AUTH")) {
+            drop(r);
+            return ARS_ERR_UNAVAILABLE;
+        }
+    }
+    if (cfg->redis_db) {
+        char db[24];
+        snprintf(db, sizeof(db), "%lld", cfg->redis_db);
+        const char *argv[] = { "SELECT", db };
+        if (setup_cmd(r, 2, argv, "SELECT")) {
+            drop(r);
+            return ARS_ERR_UNAVAILABLE;
+        }
+    }
+    r->cfg = cfg;
+    return ARS_OK;
+}
+
+/* A reload installs a new config object: reconnect so new Redis settings
+ * apply (reloads are rare; the cost is one reconnect per thread). */
+static enum ars_err ensure(struct ars_redis *r, const struct ars_config *cfg, long long connect_ms)
+{
+    if (r->ctx && r->cfg != cfg)
+        drop(r);
+    if (r->ctx)
+        return ARS_OK;
+    return connect_redis(r, cfg, connect_ms);
+}
+
+enum ars_err ars_redis_cmd(struct ars_redis *r, const struct ars_config *cfg,
+                           struct redisReply **reply, int argc, const char **argv,
+                           const size_t *lens)
+{
+    *reply = NULL;
+    enum ars_err err = ensure(r, cfg, cfg->redis_connect_timeout_ms);
+    if (err)
+        return err;
+    redisReply *rep = redisCommandArgv(r->ctx, argc, argv, lens);
+    if (!rep) {
+        snprintf(r->error, sizeof(r->error), "redis: %s", r->ctx->errstr[0] ? r->ctx->errstr : "connection lost");
+        drop(r);
+        return ARS_ERR_UNAVAILABLE;
+    }
+    *reply = rep;
+    return ARS_OK;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+enum ars_err ars_redis_ping(struct ars_redis *r, const struct ars_config *cfg,
+                            long timeout_ms, double *latency_ms)
+{
+    double t0 = now_ms();
+    long long connect_ms = cfg->redis_connect_timeout_ms < timeout_ms ? cfg->redis_connect_timeout_ms : timeout_ms;
+    enum ars_err err = ensure(r, cfg, connect_ms);
+    if (err)
+        return err;
+    long left = timeout_ms - (long)(now_ms() - t0);
+    redisSetTimeout(r->ctx, ms_to_tv(left > 10 ? left : 10));
+    redisReply *rep = redisCommand(r->ctx, "PING");
+    if (!rep) {
+        snprintf(r->error, sizeof(r->error), "redis PING: %s", r->ctx->errstr[0] ? r->ctx->errstr : "no reply");
+        drop(r);
+        return ARS_ERR_UNAVAILABLE;
+    }
+    int ok = rep->type == REDIS_REPLY_STATUS;
+    if (!ok)
+        snprintf(r->error, sizeof(r->error), "redis PING: unexpected reply");
+    freeReplyObject(rep);
+    redisSetTimeout(r->ctx, ms_to_tv(cfg->redis_command_timeout_ms));
+    *latency_ms = now_ms() - t0;
+    return ok ? ARS_OK : ARS_ERR_UNAVAILABLE;
+}

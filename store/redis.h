@@ -1,0 +1,36 @@
+/* Redis access: one connection per worker thread (hiredis contexts are not
+ * thread-safe), connected lazily with timeouts, AUTH and SELECT. After any
+ * connection-level error the context is freed and the next call
+ * reconnects: a failed context is never reused. Commands only in argv
+ * form, never built as strings. */
+#ifndef ARS_STORE_REDIS_H
+#define ARS_STORE_REDIS_H
+
+#include <stddef.h>
+
+#include "err.h"
+
+struct ars_config;
+struct redisReply;
+
+struct ars_redis;
+
+struct ars_redis *ars_redis_new(void);
+void ars_redis_free(struct ars_redis *r);
+
+/* Runs one command. ARS_OK with *reply set (free with freeReplyObject;
+ * a REDIS_REPLY_ERROR reply is a command error, not a connection error);
+ * ARS_ERR_UNAVAILABLE when Redis cannot be reached or the connection
+ * broke, with the reason in ars_redis_error(). */
+enum ars_err ars_redis_cmd(struct ars_redis *r, const struct ars_config *cfg,
+                           struct redisReply **reply, int argc, const char **argv,
+                           const size_t *lens);
+
+/* PING with its own deadline (connect + command). */
+enum ars_err ars_redis_ping(struct ars_redis *r, const struct ars_config *cfg,
+                            long timeout_ms, double *latency_ms);
+
+/* Why the last call failed; never contains the password. */
+const char *ars_redis_error(const struct ars_redis *r);
+
+#endif
