@@ -30,8 +30,8 @@ int ars_log_enabled(enum ars_log_level level)
 
 static void put(struct ars_logline *l, const char *s, size_t n)
 {
-    /* Keep 2 bytes for the closing brace and newline. */
-    size_t room = sizeof(l->buf) - 2 - l->len;
+    /* Keep room for the truncation mark, closing brace and newline. */
+    size_t room = sizeof(l->buf) - 24 - l->len;
     if (n > room) {
         n = room;
         l->truncated = 1;
@@ -85,6 +85,12 @@ static void put_key(struct ars_logline *l, const char *key)
     }
 }
 
+static void field_done(struct ars_logline *l)
+{
+    if (!l->truncated)
+        l->field_end = l->len;
+}
+
 void ars_log_strn(struct ars_logline *l, const char *key, const char *value, size_t n)
 {
     if (!l->active)
@@ -92,15 +98,14 @@ void ars_log_strn(struct ars_logline *l, const char *key, const char *value, siz
     put_key(l, key);
     if (!value) {
         put(l, l->format == ARS_LOG_JSON ? "null" : "\"\"", l->format == ARS_LOG_JSON ? 4 : 2);
-        return;
-    }
-    if (l->format == ARS_LOG_JSON || needs_quotes(value, n)) {
+    } else if (l->format == ARS_LOG_JSON || needs_quotes(value, n)) {
         put(l, "\"", 1);
         put_escaped(l, value, n);
         put(l, "\"", 1);
     } else {
         put(l, value, n);
     }
+    field_done(l);
 }
 
 void ars_log_str(struct ars_logline *l, const char *key, const char *value)
@@ -116,6 +121,7 @@ void ars_log_int(struct ars_logline *l, const char *key, long long value)
     int n = snprintf(num, sizeof(num), "%lld", value);
     put_key(l, key);
     put(l, num, (size_t)n);
+    field_done(l);
 }
 
 void ars_log_double(struct ars_logline *l, const char *key, double value)
@@ -126,6 +132,7 @@ void ars_log_double(struct ars_logline *l, const char *key, double value)
     int n = snprintf(num, sizeof(num), "%.3f", value);
     put_key(l, key);
     put(l, num, (size_t)n);
+    field_done(l);
 }
 
 void ars_mask_secret(const char *value, char *out, size_t out_size)
@@ -151,6 +158,7 @@ void ars_log_begin(struct ars_logline *l, enum ars_log_level level,
                    const char *request_id, const char *event)
 {
     l->len = 0;
+    l->field_end = 0;
     l->truncated = 0;
     l->active = ars_log_enabled(level);
     if (!l->active)
@@ -187,19 +195,12 @@ void ars_log_end(struct ars_logline *l)
     if (!l->active)
         return;
     if (l->truncated) {
-        /* Drop the cut-off tail cleanly and mark the line. */
-        l->truncated = 0;
-        l->len = l->len > 32 ? l->len - 32 : l->len;
-        if (l->format == ARS_LOG_JSON) {
-            /* Drop back to before the last field separator to keep valid JSON. */
-            while (l->len > 0 && l->buf[l->len] != ',')
-                l->len--;
-        } else {
-            while (l->len > 0 && l->buf[l->len] != ' ')
-                l->len--;
-        }
-        put(l, l->format == ARS_LOG_JSON ? ",\"truncated\":true" : " truncated=true",
-            l->format == ARS_LOG_JSON ? 17 : 15);
+        /* Drop the field that did not fit whole, and say so. put() kept
+         * room for the mark. */
+        l->len = l->field_end;
+        const char *mark = l->format == ARS_LOG_JSON ? ",\"truncated\":true" : " truncated=true";
+        memcpy(l->buf + l->len, mark, strlen(mark));
+        l->len += strlen(mark);
     }
     if (l->format == ARS_LOG_JSON)
         l->buf[l->len++] = '}';

@@ -20,6 +20,7 @@ void ars_log_set_fd(int fd);
 struct ars_logline {
     char buf[ARS_CAP_LOG_LINE];
     size_t len;
+    size_t field_end;    /* length after the last complete field */
     int truncated;
     int active;          /* 0 when the level is filtered out */
     enum ars_log_format format;

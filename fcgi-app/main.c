@@ -450,17 +450,16 @@ int main(int argc, char **argv)
 {
     if (parse_options(argc, argv, &opts))
         return 2;
+    if (opts.print_sample) {
+        ars_config_print_sample(stdout);
+        return 0;
+    }
     /* An explicit --config must exist; the default .env is optional. */
     char err[512];
     struct ars_config *cfg;
     if (ars_config_load(opts.config_file, opts.config_required, environ, &cfg, err, sizeof(err))) {
         fprintf(stderr, "ai-relay: %s\n", err);
         return 1;
-    }
-    if (opts.print_sample) {
-        ars_config_print_sample(stdout);
-        ars_config_free(cfg);
-        return 0;
     }
     if (opts.check_config) {
         ars_config_print(cfg, stdout);

@@ -1,0 +1,205 @@
+/* Request parsing: params, headers, query, and the capped body reader. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "memio.h"
+#include "request.h"
+
+static struct ars_arena arena;
+static struct ars_buf body;
+static struct ars_request req;
+static struct memio mio;
+
+static void setup(void)
+{
+    ars_arena_init(&arena, 4096);
+    ars_buf_init(&body, 100);
+    memset(&req, 0, sizeof(req));
+    req.arena = &arena;
+    req.body = &body;
+}
+
+static void teardown(void)
+{
+    ars_arena_deinit(&arena);
+    ars_buf_deinit(&body);
+    ars_buf_deinit(&mio.out);
+}
+
+START_TEST(parses_method_path_query_and_headers)
+{
+    char *envp[] = {
+        "REQUEST_METHOD=POST",
+        "REQUEST_URI=/api/v1/messages?beta=true&name=a%20b+c&flag",
+        "CONTENT_TYPE=application/json",
+        "CONTENT_LENGTH=12",
+        "HTTP_X_API_KEY=cr_abc",
+        "HTTP_ANTHROPIC_VERSION=2023-06-01",
+        "REMOTE_ADDR=127.0.0.1",
+        NULL
+    };
+    ck_assert_int_eq(ars_request_parse(&req, envp), ARS_OK);
+    ck_assert_str_eq(req.method, "POST");
+    ck_assert_str_eq(req.path, "/api/v1/messages");
+    ck_assert_str_eq(req.query, "beta=true&name=a%20b+c&flag");
+    ck_assert_str_eq(ars_request_query(&req, "beta"), "true");
+    ck_assert_str_eq(ars_request_query(&req, "name"), "a b c");
+    ck_assert_str_eq(ars_request_query(&req, "flag"), "");
+    ck_assert_ptr_null(ars_request_query(&req, "missing"));
+    ck_assert_str_eq(ars_request_header(&req, "x-api-key"), "cr_abc");
+    ck_assert_str_eq(ars_request_header(&req, "anthropic-version"), "2023-06-01");
+    ck_assert_str_eq(ars_request_header(&req, "content-type"), "application/json");
+    ck_assert_int_eq(req.content_length, 12);
+}
+END_TEST
+
+START_TEST(rejects_request_without_method_or_uri)
+{
+    char *envp[] = { "REQUEST_METHOD=GET", NULL };
+    ck_assert_int_eq(ars_request_parse(&req, envp), ARS_ERR_INVALID);
+}
+END_TEST
+
+START_TEST(rejects_garbage_content_length)
+{
+    char *envp[] = { "REQUEST_METHOD=POST", "REQUEST_URI=/x", "CONTENT_LENGTH=12abc", NULL };
+    ck_assert_int_eq(ars_request_parse(&req, envp), ARS_ERR_INVALID);
+    char *envp2[] = { "REQUEST_METHOD=POST", "REQUEST_URI=/x", "CONTENT_LENGTH=-5", NULL };
+    memset(&req, 0, sizeof(req));
+    req.arena = &arena;
+    ck_assert_int_eq(ars_request_parse(&req, envp2), ARS_ERR_INVALID);
+}
+END_TEST
+
+START_TEST(refuses_path_over_its_cap)
+{
+    static char uri[ARS_CAP_PATH_BYTES + 32];
+    memcpy(uri, "REQUEST_URI=/", 13);
+    memset(uri + 13, 'a', ARS_CAP_PATH_BYTES + 5);
+    char *envp[] = { "REQUEST_METHOD=GET", uri, NULL };
+    ck_assert_int_eq(ars_request_parse(&req, envp), ARS_ERR_TOOBIG);
+}
+END_TEST
+
+START_TEST(keeps_only_the_capped_number_of_query_pairs)
+{
+    static char uri[4096];
+    size_t n = (size_t)snprintf(uri, sizeof(uri), "REQUEST_URI=/q?");
+    for (int i = 0; i < ARS_CAP_QUERY_PARAMS + 10; i++)
+        n += (size_t)snprintf(uri + n, sizeof(uri) - n, "k%d=v&", i);
+    char *envp[] = { "REQUEST_METHOD=GET", uri, NULL };
+    ck_assert_int_eq(ars_request_parse(&req, envp), ARS_OK);
+    ck_assert_uint_eq(req.nquery, ARS_CAP_QUERY_PARAMS);
+}
+END_TEST
+
+static void with_body(const char *content_length, const char *data, size_t piece)
+{
+    static char cl[64];
+    snprintf(cl, sizeof(cl), "CONTENT_LENGTH=%s", content_length ? content_length : "");
+    char *envp[] = { "REQUEST_METHOD=POST", "REQUEST_URI=/x", cl, NULL };
+    ck_assert_int_eq(ars_request_parse(&req, envp), ARS_OK);
+    memio_init(&mio, data, strlen(data));
+    mio.piece = piece;
+    req.io = memio_io(&mio);
+}
+
+START_TEST(reads_body_of_announced_length_in_pieces)
+{
+    with_body("11", "hello world", 3);
+    ck_assert_int_eq(ars_request_read_body(&req), ARS_OK);
+    ck_assert_uint_eq(body.len, 11);
+    ck_assert_str_eq(body.data, "hello world");
+}
+END_TEST
+
+START_TEST(reads_body_to_eof_when_content_length_is_absent)
+{
+    with_body(NULL, "chunked upload body", 4);
+    ck_assert_int_eq(req.content_length, -1);
+    ck_assert_int_eq(ars_request_read_body(&req), ARS_OK);
+    ck_assert_str_eq(body.data, "chunked upload body");
+}
+END_TEST
+
+START_TEST(refuses_announced_body_over_cap_without_reading_it)
+{
+    with_body("101", "x", 0);
+    ck_assert_int_eq(ars_request_read_body(&req), ARS_ERR_TOOBIG);
+    ck_assert_uint_eq(mio.in_pos, 0);
+}
+END_TEST
+
+START_TEST(accepts_body_exactly_at_cap)
+{
+    static char data[101];
+    memset(data, 'a', 100);
+    with_body("100", data, 7);
+    ck_assert_int_eq(ars_request_read_body(&req), ARS_OK);
+    ck_assert_uint_eq(body.len, 100);
+    with_body(NULL, data, 7);
+    ck_assert_int_eq(ars_request_read_body(&req), ARS_OK);
+    ck_assert_uint_eq(body.len, 100);
+}
+END_TEST
+
+START_TEST(refuses_unannounced_body_over_cap)
+{
+    static char data[102];
+    memset(data, 'a', 101);
+    with_body(NULL, data, 0);
+    ck_assert_int_eq(ars_request_read_body(&req), ARS_ERR_TOOBIG);
+}
+END_TEST
+
+START_TEST(reports_body_shorter_than_announced)
+{
+    with_body("50", "only this", 0);
+    ck_assert_int_eq(ars_request_read_body(&req), ARS_ERR_IO);
+}
+END_TEST
+
+START_TEST(reports_read_error)
+{
+    with_body(NULL, "abc", 0);
+    mio.read_error = 1;
+    ck_assert_int_eq(ars_request_read_body(&req), ARS_ERR_IO);
+}
+END_TEST
+
+START_TEST(url_decode_leaves_broken_escapes_alone)
+{
+    ck_assert_str_eq(ars_url_decode(&arena, "a%2", 3, 0), "a%2");
+    ck_assert_str_eq(ars_url_decode(&arena, "%zz%41", 6, 0), "%zzA");
+    ck_assert_str_eq(ars_url_decode(&arena, "a+b", 3, 0), "a+b");
+    ck_assert_str_eq(ars_url_decode(&arena, "a+b", 3, 1), "a b");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("request");
+    TCase *tc = tcase_create("parse");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, parses_method_path_query_and_headers);
+    tcase_add_test(tc, rejects_request_without_method_or_uri);
+    tcase_add_test(tc, rejects_garbage_content_length);
+    tcase_add_test(tc, refuses_path_over_its_cap);
+    tcase_add_test(tc, keeps_only_the_capped_number_of_query_pairs);
+    tcase_add_test(tc, reads_body_of_announced_length_in_pieces);
+    tcase_add_test(tc, reads_body_to_eof_when_content_length_is_absent);
+    tcase_add_test(tc, refuses_announced_body_over_cap_without_reading_it);
+    tcase_add_test(tc, accepts_body_exactly_at_cap);
+    tcase_add_test(tc, refuses_unannounced_body_over_cap);
+    tcase_add_test(tc, reports_body_shorter_than_announced);
+    tcase_add_test(tc, reports_read_error);
+    tcase_add_test(tc, url_decode_leaves_broken_escapes_alone);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
