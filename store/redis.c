@@ -1,9 +1,12 @@
 #include "redis.h"
 
+#include <errno.h>
 #include <hiredis.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -98,11 +101,25 @@ static enum ars_err connect_redis(struct ars_redis *r, const struct ars_config *
     return ARS_OK;
 }
 
+/* Between requests nothing arrives on a healthy connection (no pub/sub),
+ * so a readable socket means the server closed it or it broke: find that
+ * out before sending, so a Redis restart costs a reconnect, not a failed
+ * request. One poll() with no wait. */
+static int connection_dead(const redisContext *ctx)
+{
+    struct pollfd p = { .fd = ctx->fd, .events = POLLIN };
+    if (poll(&p, 1, 0) <= 0)
+        return 0;
+    char c;
+    ssize_t n = recv(ctx->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 /* A reload installs a new config object: reconnect so new Redis settings
  * apply (reloads are rare; the cost is one reconnect per thread). */
 static enum ars_err ensure(struct ars_redis *r, const struct ars_config *cfg, long long connect_ms)
 {
-    if (r->ctx && r->cfg != cfg)
+    if (r->ctx && (r->cfg != cfg || connection_dead(r->ctx)))
         drop(r);
     if (r->ctx)
         return ARS_OK;

@@ -93,9 +93,11 @@ _ars_wait_gone() {
     ! _ars_alive "$pid"
 }
 
-# _ars_port_in_use PORT: something uses this local TCP port (any state).
+# _ars_port_in_use PORT: a socket holds this local TCP port. TIME-WAIT
+# leftovers of closed connections don't count: servers bind with
+# SO_REUSEADDR.
 _ars_port_in_use() {
-    [ -n "$(ss -Htan "sport = :$1" 2>/dev/null)" ]
+    [ -n "$(ss -Htan exclude time-wait "sport = :$1" 2>/dev/null)" ]
 }
 
 _ars_port_listening() {
@@ -128,9 +130,12 @@ _ars_check_port() {
     if [ "$1" -lt 1 ] || [ "$1" -gt 65535 ]; then
         _ars_err "$2: invalid port '$1'"; return 1
     fi
-    if _ars_port_in_use "$1"; then
+    # Only a listener conflicts: our servers bind with SO_REUSEADDR, so
+    # connections left over from a previous run on this port (FIN-WAIT,
+    # CLOSE-WAIT) do not stop a restart on the same port.
+    if _ars_port_listening "$1"; then
         _ars_err "$2: port $1 is already in use:"
-        ss -Htanp "sport = :$1" >&2 2>/dev/null || true
+        ss -Hltnp "sport = :$1" >&2 2>/dev/null || true
         return 1
     fi
 }
@@ -184,7 +189,7 @@ _ars_spawn() {
         [ -s "$pidfile" ] && return 0
         sleep 0.02
     done
-    _ars_err "could not start $1"
+    _ars_err "could not start $1 (it exited at once)"
     _ars_tail "$log"
     return 1
 }
@@ -311,7 +316,7 @@ _ars_as_postgres() {
 # role USER with PASSWORD and database DBNAME owned by it. Local socket
 # connections are trusted; TCP connections need the password (scram).
 ars_start_pg() {
-    local dir port db user pw bin pgdata pid sockpath
+    local dir port db user pw bin pgdata pid sockpath started=0
     [ $# -eq 5 ] || { _ars_err "usage: ars_start_pg DIR PORT DBNAME USER PASSWORD"; return 2; }
     dir=$(_ars_abs "$1"); port=$2; db=$3; user=$4; pw=$5
     bin=$(_ars_pg_bindir) || return 1
@@ -354,6 +359,7 @@ ars_start_pg() {
             _ars_tail "$dir/postgres.log"
             return 1
         fi
+        started=1
     fi
 
     # Role and database, idempotently. Values go in through psql variables
@@ -383,7 +389,10 @@ SQL
         return 1
     fi
     printf '%s\n' "$port" >"$dir/port"
-    _ars_msg "postgres: running on 127.0.0.1:$port, database $db, user $user (log $dir/postgres.log)"
+    if [ "$started" = 1 ]; then
+        _ars_msg "postgres: running on 127.0.0.1:$port, database $db, user $user (log $dir/postgres.log)"
+    fi
+    return 0
 }
 
 # ars_stop_pg DIR
@@ -610,11 +619,31 @@ ars_start_lighttpd() {
         _ars_tail "$dir/lighttpd-tt.log"
         return 1
     fi
+    # lighttpd keeps running (and respawning) when the relay it spawns
+    # exits at once, so check the relay's config first.
+    if "$bin" --help 2>/dev/null | grep -q -- --check-config &&
+       ! "$bin" --config "$config" --check-config >"$dir/check-config.log" 2>&1; then
+        _ars_err "the relay refuses its configuration ($config)"
+        _ars_tail "$dir/check-config.log" 10
+        return 1
+    fi
     printf '%s starting lighttpd -D -f %s (relay: %s --config %s)\n' \
         "$(date '+%F %T')" "$dir/lighttpd.conf" "$bin" "$config" >>"$dir/relay.log"
+    local logsize
+    logsize=$(stat -c %s "$dir/error.log" 2>/dev/null || echo 0)
     _ars_spawn "$dir/lighttpd.pid" "$dir/relay.log" lighttpd -D -f "$dir/lighttpd.conf" || return 1
     if ! _ars_wait_port "$port" 15 "$dir/lighttpd.pid" "$dir/relay.log" lighttpd; then
         _ars_tail "$dir/error.log"
+        return 1
+    fi
+    # The relay is spawned before lighttpd listens; a relay that died at
+    # startup shows up as "child exited" in lighttpd's log.
+    sleep 0.2
+    if tail -c "+$((logsize + 1))" "$dir/error.log" 2>/dev/null | grep -q 'child exited'; then
+        _ars_err "the relay spawned by lighttpd exited"
+        _ars_tail "$dir/relay.log"
+        _ars_tail "$dir/error.log" 10
+        ars_stop_lighttpd "$dir" >/dev/null 2>&1 || true
         return 1
     fi
     printf '%s\n' "$port" >"$dir/port"
