@@ -86,6 +86,12 @@ static const struct cfg_key keys[] = {
     S("ENCRYPTION_KEY", encryption_key, "", CFG_SECRET, NULL,
       "Encrypts account secrets at rest and keys API-key hashes. Exactly 32 characters: openssl rand -hex 16"),
 
+    I("KEY_CACHE_SECONDS", key_cache_seconds, "5", 0, 3600, "API keys",
+      "How long a process trusts its in-memory copy of an API key. A change (disable, delete, limits) "
+      "reaches every process and host within this time. 0: always ask Redis."),
+    I("KEY_CACHE_MAX_ENTRIES", key_cache_max_entries, "10000", 16, 10000000, NULL,
+      "Most API keys one process keeps in memory."),
+
     I("WORKER_THREADS", worker_threads, "64", 1, 8192, "Process",
       "FastCGI worker threads per process. A streamed answer holds one for its whole life: size for concurrent streams."),
     I("WORKER_STACK_KB", worker_stack_kb, "256", 64, 16384, NULL, "Stack size of each worker thread, in KiB."),
@@ -347,6 +353,10 @@ enum ars_err ars_config_load(const char *file, int file_required, char *const *e
         err = load_env(cfg, env, errbuf, errlen);
     if (!err)
         err = validate(cfg, errbuf, errlen);
+    if (!err && ars_crypto_keys_derive(cfg->encryption_key, &cfg->keys) != ARS_OK) {
+        set_err(errbuf, errlen, "ENCRYPTION_KEY: key derivation failed (OpenSSL)");
+        err = ARS_ERR_CONFIG;
+    }
     if (err) {
         ars_config_free(cfg);
         return err;
@@ -359,6 +369,7 @@ void ars_config_free(struct ars_config *cfg)
 {
     if (!cfg)
         return;
+    ars_crypto_keys_clear(&cfg->keys);
     for (size_t i = 0; i < NKEYS; i++)
         if (keys[i].type == CFG_STR)
             free(*(char **)((char *)cfg + keys[i].offset));

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 
+#include "crypto.h"
 #include "err.h"
 
 enum ars_log_level_cfg { ARS_CFG_LOG_DEBUG, ARS_CFG_LOG_INFO, ARS_CFG_LOG_WARN, ARS_CFG_LOG_ERROR };
@@ -42,6 +43,10 @@ struct ars_config {
 
     char *jwt_secret;
     char *encryption_key;
+    struct ars_crypto_keys keys;   /* derived from ENCRYPTION_KEY at load */
+
+    long long key_cache_seconds;
+    long long key_cache_max_entries;
 
     long long worker_threads;
     long long worker_stack_kb;

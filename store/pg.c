@@ -210,17 +210,22 @@ static void cancel_query(PGconn *conn)
     }
 }
 
-enum ars_err ars_pg_exec(struct ars_pg_conn *c, const char *sql, int nparams,
-                         const char *const *params, long timeout_ms, PGresult **res,
-                         char *errbuf, size_t errlen)
+/* Errors worth retrying later rather than treating the statement as bad:
+ * connection exceptions (08), operator intervention such as a shutdown
+ * (57), insufficient resources (53), transaction rollbacks (40). */
+static int transient_sqlstate(const char *state)
+{
+    if (!state || strlen(state) != 5)
+        return 1;
+    return !strncmp(state, "08", 2) || !strncmp(state, "57", 2) || !strncmp(state, "53", 2) ||
+           !strncmp(state, "40", 2);
+}
+
+/* After a query was sent: flush it, wait for every result within the
+ * deadline, keep the last one. The first SQL error wins. */
+static enum ars_err collect(PGconn *conn, double deadline, PGresult **res, char *errbuf, size_t errlen)
 {
     *res = NULL;
-    double deadline = now_ms() + (double)timeout_ms;
-    PGconn *conn = c->conn;
-    if (!PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0)) {
-        copy_error(errbuf, errlen, "postgres: ", PQerrorMessage(conn));
-        return ARS_ERR_UNAVAILABLE;
-    }
     /* Non-blocking send: flush until the whole query is out. */
     int f;
     while ((f = PQflush(conn)) == 1) {
@@ -253,7 +258,8 @@ enum ars_err ars_pg_exec(struct ars_pg_conn *c, const char *sql, int nparams,
         ExecStatusType st = PQresultStatus(r);
         if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && !err) {
             copy_error(errbuf, errlen, "postgres: ", PQresultErrorMessage(r));
-            err = ARS_ERR_INVALID;
+            err = transient_sqlstate(PQresultErrorField(r, PG_DIAG_SQLSTATE)) || PQstatus(conn) == CONNECTION_BAD
+                      ? ARS_ERR_UNAVAILABLE : ARS_ERR_INVALID;
         }
         PQclear(last);
         last = r;
@@ -271,6 +277,33 @@ timed_out:
     cancel_query(conn);
     copy_error(errbuf, errlen, "postgres: ", "query timed out");
     return ARS_ERR_TIMEOUT;
+}
+
+enum ars_err ars_pg_exec(struct ars_pg_conn *c, const char *sql, int nparams,
+                         const char *const *params, long timeout_ms, PGresult **res,
+                         char *errbuf, size_t errlen)
+{
+    *res = NULL;
+    double deadline = now_ms() + (double)timeout_ms;
+    if (!PQsendQueryParams(c->conn, sql, nparams, NULL, params, NULL, NULL, 0)) {
+        copy_error(errbuf, errlen, "postgres: ", PQerrorMessage(c->conn));
+        return ARS_ERR_UNAVAILABLE;
+    }
+    return collect(c->conn, deadline, res, errbuf, errlen);
+}
+
+enum ars_err ars_pg_exec_script(struct ars_pg_conn *c, const char *sql, long timeout_ms,
+                                char *errbuf, size_t errlen)
+{
+    double deadline = now_ms() + (double)timeout_ms;
+    if (!PQsendQuery(c->conn, sql)) {
+        copy_error(errbuf, errlen, "postgres: ", PQerrorMessage(c->conn));
+        return ARS_ERR_UNAVAILABLE;
+    }
+    PGresult *res = NULL;
+    enum ars_err err = collect(c->conn, deadline, &res, errbuf, errlen);
+    PQclear(res);
+    return err;
 }
 
 enum ars_err ars_pg_ping(const struct ars_config *cfg, long timeout_ms, double *latency_ms,

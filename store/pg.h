@@ -32,6 +32,11 @@ enum ars_err ars_pg_exec(struct ars_pg_conn *c, const char *sql, int nparams,
                          const char *const *params, long timeout_ms, PGresult **res,
                          char *errbuf, size_t errlen);
 
+/* Several statements of trusted, embedded SQL (migrations) through the
+ * simple query protocol. Never for anything built from input. */
+enum ars_err ars_pg_exec_script(struct ars_pg_conn *c, const char *sql, long timeout_ms,
+                                char *errbuf, size_t errlen);
+
 /* SELECT 1 on a pooled connection, with one deadline for all of it. */
 enum ars_err ars_pg_ping(const struct ars_config *cfg, long timeout_ms, double *latency_ms,
                          char *errbuf, size_t errlen);

@@ -2,7 +2,10 @@
 
 #include <errno.h>
 #include <hiredis.h>
+#include <openssl/sha.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +145,65 @@ enum ars_err ars_redis_cmd(struct ars_redis *r, const struct ars_config *cfg,
     }
     *reply = rep;
     return ARS_OK;
+}
+
+/* SHA1 of the script text, computed once; the mutex only matters on the
+ * first use of each script. */
+static void script_sha(struct ars_redis_script *s)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    if (atomic_load_explicit(&s->ready, memory_order_acquire))
+        return;
+    pthread_mutex_lock(&lock);
+    if (!atomic_load_explicit(&s->ready, memory_order_relaxed)) {
+        unsigned char md[SHA_DIGEST_LENGTH];
+        SHA1((const unsigned char *)s->src, strlen(s->src), md);
+        for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+            snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
+        atomic_store_explicit(&s->ready, 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+enum ars_err ars_redis_eval(struct ars_redis *r, const struct ars_config *cfg,
+                            struct ars_redis_script *script, redisReply **reply,
+                            int nkeys, int nargs, const char **keys_and_args, const size_t *lens)
+{
+    *reply = NULL;
+    script_sha(script);
+    int argc = 3 + nkeys + nargs;
+    const char **argv = malloc((size_t)argc * sizeof(*argv));
+    size_t *argl = malloc((size_t)argc * sizeof(*argl));
+    if (!argv || !argl) {
+        free(argv);
+        free(argl);
+        return ARS_ERR_NOMEM;
+    }
+    char numkeys[16];
+    snprintf(numkeys, sizeof(numkeys), "%d", nkeys);
+    argv[0] = "EVALSHA";
+    argl[0] = 7;
+    argv[1] = script->sha;
+    argl[1] = 40;
+    argv[2] = numkeys;
+    argl[2] = strlen(numkeys);
+    for (int i = 0; i < nkeys + nargs; i++) {
+        argv[3 + i] = keys_and_args[i];
+        argl[3 + i] = lens ? lens[i] : strlen(keys_and_args[i]);
+    }
+    enum ars_err err = ars_redis_cmd(r, cfg, reply, argc, argv, argl);
+    if (!err && (*reply)->type == REDIS_REPLY_ERROR && strncmp((*reply)->str, "NOSCRIPT", 8) == 0) {
+        freeReplyObject(*reply);
+        *reply = NULL;
+        argv[0] = "EVAL";
+        argl[0] = 4;
+        argv[1] = script->src;
+        argl[1] = strlen(script->src);
+        err = ars_redis_cmd(r, cfg, reply, argc, argv, argl);
+    }
+    free(argv);
+    free(argl);
+    return err;
 }
 
 static double now_ms(void)

@@ -26,6 +26,21 @@ enum ars_err ars_redis_cmd(struct ars_redis *r, const struct ars_config *cfg,
                            struct redisReply **reply, int argc, const char **argv,
                            const size_t *lens);
 
+/* A Lua script run by SHA: EVALSHA first, EVAL when the server does not
+ * know it yet (NOSCRIPT after a restart or on a new server), which also
+ * loads it. Declare them static with ARS_REDIS_SCRIPT(src). */
+struct ars_redis_script {
+    const char *src;
+    char sha[41];           /* filled on first use */
+    _Atomic int ready;      /* sha is valid */
+};
+#define ARS_REDIS_SCRIPT(source) { (source), "", 0 }
+
+/* keys and args as strings with lengths (lens NULL: strlen). */
+enum ars_err ars_redis_eval(struct ars_redis *r, const struct ars_config *cfg,
+                            struct ars_redis_script *script, struct redisReply **reply,
+                            int nkeys, int nargs, const char **keys_and_args, const size_t *lens);
+
 /* PING with its own deadline (connect + command). */
 enum ars_err ars_redis_ping(struct ars_redis *r, const struct ars_config *cfg,
                             long timeout_ms, double *latency_ms);
