@@ -84,6 +84,7 @@ it_write_config() {
         echo "ENCRYPTION_KEY=$(openssl rand -hex 16)"
         echo "WORKER_THREADS=16"
         echo "LOG_FORMAT=logfmt"
+        echo "PRICING_FILE=$top_srcdir/conf/pricing.json"
         for kv in "$@"; do echo "$kv"; done
     } >"$file"
 }
