@@ -12,6 +12,10 @@
 
 #include "build-config.h"
 #include "caps.h"
+
+#ifndef ARS_SYSCONFDIR
+#define ARS_SYSCONFDIR "/usr/local/etc"
+#endif
 #include "log.h"
 
 enum cfg_type { CFG_STR, CFG_INT, CFG_BOOL, CFG_ENUM };
@@ -85,6 +89,10 @@ static const struct cfg_key keys[] = {
       "Signs admin sessions. At least 32 characters: openssl rand -hex 32"),
     S("ENCRYPTION_KEY", encryption_key, "", CFG_SECRET, NULL,
       "Encrypts account secrets at rest and keys API-key hashes. Exactly 32 characters: openssl rand -hex 16"),
+
+    S("PRICING_FILE", pricing_file, ARS_SYSCONFDIR "/ai-relay/pricing.json", 0, "Usage and cost",
+      "Model prices (USD per million tokens, per token kind). Reloaded on SIGHUP. The relay refuses to start "
+      "without a valid file: usage would be billed wrong."),
 
     I("KEY_CACHE_SECONDS", key_cache_seconds, "5", 0, 3600, "API keys",
       "How long a process trusts its in-memory copy of an API key. A change (disable, delete, limits) "

@@ -45,6 +45,8 @@ struct ars_config {
     char *encryption_key;
     struct ars_crypto_keys keys;   /* derived from ENCRYPTION_KEY at load */
 
+    char *pricing_file;
+
     long long key_cache_seconds;
     long long key_cache_max_entries;
 

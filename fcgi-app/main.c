@@ -29,7 +29,9 @@
 #include "handlers.h"
 #include "log.h"
 #include "metrics.h"
+#include "outbox.h"
 #include "pg.h"
+#include "pricing.h"
 #include "worker.h"
 
 extern char **environ;
@@ -226,12 +228,27 @@ static void apply_logging(const struct ars_config *cfg)
     ars_log_setup((enum ars_log_level)cfg->log_level, (enum ars_log_format)cfg->log_format);
 }
 
+/* Loads the price table named by the config and makes it current. */
+static int load_pricing(const struct ars_config *cfg, char *err, size_t errlen)
+{
+    struct ars_pricing *p;
+    if (ars_pricing_load(cfg->pricing_file, &p, err, errlen) != ARS_OK)
+        return -1;
+    ars_pricing_install(p);
+    return 0;
+}
+
 static void reload_config(void)
 {
     char err[512];
     struct ars_config *cfg;
     if (ars_config_load(opts.config_file, opts.config_required, environ, &cfg, err, sizeof(err))) {
         ars_log_msg(ARS_LOG_ERROR, NULL, "config_reload_failed", err);
+        return;
+    }
+    if (load_pricing(cfg, err, sizeof(err))) {
+        ars_log_msg(ARS_LOG_ERROR, NULL, "pricing_reload_failed", err);
+        ars_config_free(cfg);
         return;
     }
     const struct ars_config *old = ars_config_current();
@@ -299,6 +316,9 @@ static int run_workers(int listen_fd)
         if (!started)
             return 1;
     }
+    /* Replays PostgreSQL writes that were queued while it was down. */
+    if (ars_outbox_thread_start() != 0)
+        ars_log_msg(ARS_LOG_WARN, NULL, "startup", "outbox thread did not start: queued PG writes wait for a restart");
     {
         struct ars_logline l;
         ars_log_begin(&l, ARS_LOG_INFO, NULL, "started");
@@ -344,6 +364,7 @@ static int run_workers(int listen_fd)
         pthread_join(workers[i].thread, NULL);
         ars_worker_deinit(&workers[i]);
     }
+    ars_outbox_thread_stop();
     free(workers);
     remove_socket();
     ars_pg_pool_shutdown();
@@ -463,9 +484,20 @@ int main(int argc, char **argv)
     }
     if (opts.check_config) {
         ars_config_print(cfg, stdout);
-        fprintf(stderr, "ai-relay: configuration OK\n");
+        struct ars_pricing *p;
+        int ok = ars_pricing_load(cfg->pricing_file, &p, err, sizeof(err)) == ARS_OK;
+        if (ok)
+            ars_pricing_free(p);
+        else
+            fprintf(stderr, "ai-relay: PRICING_FILE: %s\n", err);
+        fprintf(stderr, "ai-relay: configuration %s\n", ok ? "OK" : "has errors");
         ars_config_free(cfg);
-        return 0;
+        return ok ? 0 : 1;
+    }
+    if (load_pricing(cfg, err, sizeof(err))) {
+        fprintf(stderr, "ai-relay: PRICING_FILE: %s\n", err);
+        ars_config_free(cfg);
+        return 1;
     }
     ars_config_install(cfg);
     apply_logging(cfg);
@@ -495,6 +527,7 @@ int main(int argc, char **argv)
 
     int rc = opts.processes > 1 ? supervise(listen_fd, (int)opts.processes) : run_workers(listen_fd);
     curl_global_cleanup();
+    ars_pricing_release_all();
     ars_config_release_all();
     return rc;
 }

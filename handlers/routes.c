@@ -4,6 +4,11 @@
 const struct ars_route ars_routes[] = {
     { "GET", "/health", ars_handle_health, ARS_SHAPE_PLAIN, ARS_ROUTE_NO_BODY },
     { "GET", "/metrics", ars_handle_metrics, ARS_SHAPE_PLAIN, ARS_ROUTE_NO_BODY },
+    { "GET", "/", ars_handle_probe, ARS_SHAPE_ANTHROPIC, ARS_ROUTE_NO_BODY },
+    { "GET", "/api/", ars_handle_probe, ARS_SHAPE_ANTHROPIC, ARS_ROUTE_NO_BODY },
+    { "GET", "/api/v1/models", ars_handle_models, ARS_SHAPE_ANTHROPIC, ARS_ROUTE_NO_BODY },
+    { "GET", "/claude/v1/models", ars_handle_models, ARS_SHAPE_ANTHROPIC, ARS_ROUTE_NO_BODY },
+    { "GET", "/v1/models", ars_handle_models, ARS_SHAPE_ANTHROPIC, ARS_ROUTE_NO_BODY },
     { "GET", "/_test/sse", ars_handle_test_sse, ARS_SHAPE_PLAIN, ARS_ROUTE_TEST_ONLY | ARS_ROUTE_NO_BODY },
     { "GET", "/_test/sleep", ars_handle_test_sleep, ARS_SHAPE_PLAIN, ARS_ROUTE_TEST_ONLY | ARS_ROUTE_NO_BODY },
     { "POST", "/_test/echo", ars_handle_test_sleep, ARS_SHAPE_ANTHROPIC, ARS_ROUTE_TEST_ONLY },

@@ -564,6 +564,42 @@ enum ars_err ars_keys_lookup(struct ars_redis *r, const struct ars_config *cfg, 
     return ARS_OK;
 }
 
+static struct ars_redis_script activate_script = ARS_REDIS_SCRIPT(
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('ARS_NOTFOUND') end\n"
+    "local at = redis.call('HGET', KEYS[1], 'activated_at')\n"
+    "if at and at ~= '' then return redis.call('HGETALL', KEYS[1]) end\n"
+    "redis.call('HSET', KEYS[1], 'activated_at', ARGV[1], 'expires_at', ARGV[2], 'updated_at', ARGV[1])\n"
+    "redis.call('HINCRBY', KEYS[1], 'version', 1)\n"
+    "return redis.call('HGETALL', KEYS[1])\n");
+
+enum ars_err ars_keys_activate(struct ars_redis *r, const struct ars_config *cfg, const struct ars_key *k,
+                               const char *key_hash, long long now, long long *expires_at_ms)
+{
+    long long span = k->activation_amount * (k->activation_hours ? 3600000LL : 86400000LL);
+    char key[512], at[32], exp[32];
+    snprintf(key, sizeof(key), "%skey:{%s}", cfg->redis_key_prefix, k->id);
+    snprintf(at, sizeof(at), "%lld", now);
+    snprintf(exp, sizeof(exp), "%lld", now + span);
+    const char *args[] = { key, at, exp };
+    redisReply *rep;
+    enum ars_err err = ars_redis_eval(r, cfg, &activate_script, &rep, 1, 2, args, NULL);
+    if (err)
+        return err;
+    if (rep->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(rep);
+        return ARS_ERR_UNAVAILABLE;
+    }
+    json_object *rec = ars_rec_from_reply(&ars_key_entity, rep);
+    freeReplyObject(rep);
+    if (!rec)
+        return ARS_ERR_NOMEM;
+    *expires_at_ms = int_of(rec, "expires_at");
+    ars_keys_cache_forget(key_hash);
+    ars_rec_mirror_upsert(r, cfg, &ars_key_entity, rec);
+    json_object_put(rec);
+    return ARS_OK;
+}
+
 /* ---- administration ---- */
 
 enum ars_err ars_keys_create(struct ars_redis *r, const struct ars_config *cfg, json_object *params,

@@ -58,6 +58,10 @@ void ars_key_release(struct ars_key *k);
  * returned key holds a reference (ars_key_release). */
 enum ars_err ars_keys_lookup(struct ars_redis *r, const struct ars_config *cfg, const char *key_hash,
                              struct ars_key **out);
+/* First use of an activation-mode key: sets activated_at and expires_at
+ * once (the first process wins; others get the stored values). */
+enum ars_err ars_keys_activate(struct ars_redis *r, const struct ars_config *cfg, const struct ars_key *k,
+                               const char *key_hash, long long now_ms, long long *expires_at_ms);
 /* Drops this process's cached copy (after a local write). */
 void ars_keys_cache_forget(const char *key_hash);
 

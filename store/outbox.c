@@ -264,7 +264,6 @@ static void *drain_main(void *arg)
 int ars_outbox_thread_start(void)
 {
     atomic_store(&drain_stop, 0);
-    /* Block the signals the main thread waits for, as every thread does. */
     if (pthread_create(&drain_thread, NULL, drain_main, NULL) != 0)
         return -1;
     drain_started = 1;

@@ -72,6 +72,12 @@ static void copy_error(char *errbuf, size_t errlen, const char *prefix, const ch
             errbuf[i] = ' ';
 }
 
+static void ignore_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 static enum ars_err conn_open(const struct ars_config *cfg, double deadline, struct ars_pg_conn **out,
                               char *errbuf, size_t errlen)
 {
@@ -105,6 +111,8 @@ static enum ars_err conn_open(const struct ars_config *cfg, double deadline, str
         }
         st = PQconnectPoll(conn);
     }
+    /* Server NOTICEs (e.g. "already exists, skipping") are not errors. */
+    PQsetNoticeProcessor(conn, ignore_notice, NULL);
     if (PQsetnonblocking(conn, 1) != 0) {
         copy_error(errbuf, errlen, "postgres: ", PQerrorMessage(conn));
         PQfinish(conn);

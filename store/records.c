@@ -128,7 +128,7 @@ static char *index_key(const struct ars_config *cfg, const struct ars_entity *e)
     return k;
 }
 
-static json_object *reply_to_record(const struct ars_entity *e, const redisReply *rep)
+json_object *ars_rec_from_reply(const struct ars_entity *e, const redisReply *rep)
 {
     size_t n = rep->elements / 2;
     const char **fields = calloc(n + 1, sizeof(*fields));
@@ -256,7 +256,7 @@ enum ars_err ars_rec_redis_write(struct ars_redis *r, const struct ars_config *c
             err = ARS_ERR_UNAVAILABLE;
     }
     if (!err) {
-        *out = reply_to_record(e, rep);
+        *out = ars_rec_from_reply(e, rep);
         if (!*out)
             err = ARS_ERR_NOMEM;
     }
@@ -320,7 +320,7 @@ enum ars_err ars_rec_redis_get(struct ars_redis *r, const struct ars_config *cfg
         err = ARS_ERR_UNAVAILABLE;
     else if (rep->elements == 0)
         err = ARS_ERR_NOTFOUND;
-    else if (!(*out = reply_to_record(e, rep)))
+    else if (!(*out = ars_rec_from_reply(e, rep)))
         err = ARS_ERR_NOMEM;
     freeReplyObject(rep);
     return err;

@@ -73,7 +73,9 @@ enum ars_err ars_rec_redis_ids(struct ars_redis *r, const struct ars_config *cfg
 enum ars_err ars_rec_redis_count(struct ars_redis *r, const struct ars_config *cfg,
                                  const struct ars_entity *e, long long *count);
 
-/* Decodes a Redis hash reply (field/value pairs) into a record. */
+/* Decodes a Redis HGETALL-style reply (field/value pairs) into a record. */
+struct redisReply;
+json_object *ars_rec_from_reply(const struct ars_entity *e, const struct redisReply *rep);
 json_object *ars_rec_from_pairs(const struct ars_entity *e, const char *const *fields,
                                 const char *const *values, const size_t *lens, size_t n);
 
