@@ -446,6 +446,9 @@ void ars_config_print_sample(FILE *f)
         fprintf(f, "\n# %s%s%s\n", k->help, bounds, (k->flags & CFG_SECRET) ? " Secret: never logged." : "");
         if (!strcmp(k->name, "JWT_SECRET") || !strcmp(k->name, "ENCRYPTION_KEY"))
             fprintf(f, "%s=\n", k->name);
+        else if (!strcmp(k->name, "PRICING_FILE"))
+            /* The default depends on the install prefix; the manual names it. */
+            fprintf(f, "#%s=$(sysconfdir)/ai-relay/pricing.json\n", k->name);
         else
             fprintf(f, "#%s=%s\n", k->name, k->def);
     }

@@ -11,7 +11,7 @@
 # service whose pid file names a live process says so and returns 0.
 #
 # Public functions:
-#   ars_free_port                          print a free loopback TCP port (20000-45000)
+#   ars_free_port                          print a free loopback TCP port (20000 to the ephemeral range)
 #   ars_running PIDFILE                    true (and prints the pid) if the pid file names a live process
 #   ars_start_redis DIR PORT               / ars_stop_redis DIR
 #   ars_start_pg DIR PORT DBNAME USER PASSWORD  / ars_stop_pg DIR
@@ -226,18 +226,23 @@ _ars_make_traversable() {
 
 # --------------------------------------------------------------- ports
 
-# ars_free_port: print a random loopback TCP port in 20000-45000 that
-# nothing uses right now.
+# ars_free_port: print a random loopback TCP port that nothing uses right
+# now, below the kernel's ephemeral range (20000 up to it): a server that
+# is stopped and started again on its port must not find it taken by some
+# client's outgoing connection meanwhile.
 ars_free_port() {
-    local i port
+    local i port low=20000 high=32767 eph
+    if read -r eph _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null && [ "$eph" -gt $((low + 1000)) ]; then
+        high=$((eph - 1))
+    fi
     for ((i = 0; i < 200; i++)); do
-        port=$(shuf -i 20000-45000 -n 1) || { _ars_err "shuf failed"; return 1; }
+        port=$(shuf -i "$low-$high" -n 1) || { _ars_err "shuf failed"; return 1; }
         if ! _ars_port_in_use "$port"; then
             printf '%s\n' "$port"
             return 0
         fi
     done
-    _ars_err "no free port found in 20000-45000"
+    _ars_err "no free port found in $low-$high"
     return 1
 }
 
