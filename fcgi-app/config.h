@@ -40,6 +40,30 @@ struct ars_config {
     char *claude_api_url;
     char *claude_api_version;
     char *claude_beta_header;
+    char *oauth_token_url;
+    char *oauth_client_id;
+    long long oauth_refresh_ahead_seconds;
+    long long upstream_connect_timeout_ms;
+    long long upstream_first_byte_timeout_ms;
+    long long upstream_idle_timeout_ms;
+    long long stream_ping_seconds;
+    long long drain_max_seconds;
+    long long drain_max_bytes;
+    long long upstream_max_response_bytes;
+
+    long long lease_ttl_seconds;
+    long long sticky_ttl_seconds;
+    long long account_cache_seconds;
+    long long max_failover;
+    long long rate_limit_cooldown_seconds;
+    long long overload_cooldown_seconds;
+    long long error_threshold;
+    long long error_window_seconds;
+    long long error_cooldown_seconds;
+    long long cooldown_max_seconds;
+
+    long long request_log_max;
+    char *usage_spool_file;
 
     char *jwt_secret;
     char *encryption_key;
