@@ -70,6 +70,11 @@ struct ars_request {
     struct ars_kv resp_headers[32];
     size_t nresp_headers;
     struct timespec started;
+
+    /* Work to do after the response is finished (FCGX_Finish_r), off the
+     * client's latency path: usage accounting, lease releases. */
+    void (*after_finish)(struct ars_request *req, void *arg);
+    void *after_arg;
 };
 
 /* Fills req from FastCGI params (NULL-terminated "NAME=value" array).

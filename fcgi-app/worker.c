@@ -11,6 +11,7 @@
 #include "metrics.h"
 #include "response.h"
 #include "redis.h"
+#include "upstream.h"
 
 #define BODY_KEEP_BYTES (1024 * 1024)   /* body buffers above this are freed after the request */
 
@@ -32,10 +33,11 @@ int ars_worker_init(struct ars_worker *w, int index)
     ars_arena_init(&w->arena, 16384);
     ars_buf_init(&w->body, 0);
     w->redis = ars_redis_new();
+    w->upstream = ars_upstream_new();
     if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng))
         w->rng = (uint64_t)time(NULL) ^ ((uint64_t)index << 32);
     w->rng |= 1;
-    return w->redis ? 0 : -1;
+    return w->redis && w->upstream ? 0 : -1;
 }
 
 void ars_worker_deinit(struct ars_worker *w)
@@ -44,6 +46,8 @@ void ars_worker_deinit(struct ars_worker *w)
     ars_buf_deinit(&w->body);
     ars_redis_free(w->redis);
     w->redis = NULL;
+    ars_upstream_free(w->upstream);
+    w->upstream = NULL;
 }
 
 static uint64_t next_random(struct ars_worker *w)
@@ -99,15 +103,25 @@ static int wants_body(const char *method)
            strcmp(method, "OPTIONS") != 0;
 }
 
-void ars_worker_handle(struct ars_worker *w, const struct ars_server *srv,
-                       char *const *envp, struct ars_io io)
+void ars_worker_after_finish(struct ars_request *req)
+{
+    if (req && req->after_finish) {
+        ars_current_request_id = req->id;
+        req->after_finish(req, req->after_arg);
+        req->after_finish = NULL;
+        ars_current_request_id = NULL;
+    }
+}
+
+struct ars_request *ars_worker_handle(struct ars_worker *w, const struct ars_server *srv,
+                                      char *const *envp, struct ars_io io)
 {
     struct ars_request *req = ars_arena_calloc(&w->arena, sizeof(*req));
     if (!req) {
         static const char oom[] = "Status: 503 Service Unavailable\r\nContent-Type: application/json\r\n\r\n"
                                   "{\"error\":{\"type\":\"api_error\",\"message\":\"out of memory\"}}";
         io.write(io.ctx, oom, sizeof(oom) - 1);
-        return;
+        return NULL;
     }
     const struct ars_config *cfg = ars_config_current();
     clock_gettime(CLOCK_MONOTONIC, &req->started);
@@ -189,6 +203,7 @@ done:;
     ars_metrics_request_done(req->route_index, req->status, us);
     ars_current_request_id = NULL;
     ars_current_route = NULL;
+    return req;
 }
 
 /* libfcgi streams behind struct ars_io. */
@@ -240,8 +255,9 @@ void *ars_worker_main(void *arg)
             break;
         ars_metrics_worker_busy(1);
         struct ars_io io = { fcgx_read, fcgx_write, fcgx_flush, &w->fcgx };
-        ars_worker_handle(w, server, w->fcgx.envp, io);
+        struct ars_request *req = ars_worker_handle(w, server, w->fcgx.envp, io);
         FCGX_Finish_r(&w->fcgx);
+        ars_worker_after_finish(req);
         ars_arena_reset(&w->arena);
         if (w->body.alloc > BODY_KEEP_BYTES)
             ars_buf_deinit(&w->body);

@@ -14,6 +14,7 @@
 #include "router.h"
 
 struct ars_redis;
+struct ars_upstream;
 
 struct ars_worker {
     int index;
@@ -22,6 +23,7 @@ struct ars_worker {
     struct ars_arena arena;
     struct ars_buf body;
     struct ars_redis *redis;
+    struct ars_upstream *upstream;   /* reused curl handle: connections, DNS, TLS sessions */
     uint64_t rng;              /* request ids */
     unsigned long long served;
 };
@@ -35,8 +37,10 @@ struct ars_server {
 /* Handles one request over the given params and I/O: parse, route, read
  * the body with its cap, run the handler, log the access line, count
  * metrics. Used by the FastCGI loop and by the tests. */
-void ars_worker_handle(struct ars_worker *w, const struct ars_server *srv,
-                       char *const *envp, struct ars_io io);
+struct ars_request *ars_worker_handle(struct ars_worker *w, const struct ars_server *srv,
+                                     char *const *envp, struct ars_io io);
+/* Runs the request's after-finish work, if any. */
+void ars_worker_after_finish(struct ars_request *req);
 
 int ars_worker_init(struct ars_worker *w, int index);
 void ars_worker_deinit(struct ars_worker *w);

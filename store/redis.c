@@ -147,6 +147,46 @@ enum ars_err ars_redis_cmd(struct ars_redis *r, const struct ars_config *cfg,
     return ARS_OK;
 }
 
+enum ars_err ars_redis_pipeline(struct ars_redis *r, const struct ars_config *cfg, int ncmds,
+                                const int *argcs, const char *const *const *argvs,
+                                const size_t *const *lens, redisReply **replies)
+{
+    if (replies)
+        memset(replies, 0, (size_t)ncmds * sizeof(*replies));
+    enum ars_err err = ensure(r, cfg, cfg->redis_connect_timeout_ms);
+    if (err)
+        return err;
+    for (int i = 0; i < ncmds; i++) {
+        /* hiredis' prototype is not const-correct; it only reads argv. */
+        if (redisAppendCommandArgv(r->ctx, argcs[i], (const char **)argvs[i], lens ? lens[i] : NULL) != REDIS_OK) {
+            snprintf(r->error, sizeof(r->error), "redis pipeline: %s",
+                     r->ctx->errstr[0] ? r->ctx->errstr : "out of memory");
+            drop(r);
+            return ARS_ERR_UNAVAILABLE;
+        }
+    }
+    for (int i = 0; i < ncmds; i++) {
+        void *rep = NULL;
+        if (redisGetReply(r->ctx, &rep) != REDIS_OK || !rep) {
+            snprintf(r->error, sizeof(r->error), "redis pipeline: %s",
+                     r->ctx->errstr[0] ? r->ctx->errstr : "connection lost");
+            drop(r);
+            if (replies) {
+                for (int j = 0; j < i; j++) {
+                    freeReplyObject(replies[j]);
+                    replies[j] = NULL;
+                }
+            }
+            return ARS_ERR_UNAVAILABLE;
+        }
+        if (replies)
+            replies[i] = rep;
+        else
+            freeReplyObject(rep);
+    }
+    return ARS_OK;
+}
+
 /* SHA1 of the script text, computed once; the mutex only matters on the
  * first use of each script. */
 static void script_sha(struct ars_redis_script *s)

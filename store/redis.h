@@ -26,6 +26,20 @@ enum ars_err ars_redis_cmd(struct ars_redis *r, const struct ars_config *cfg,
                            struct redisReply **reply, int argc, const char **argv,
                            const size_t *lens);
 
+/* Sends ncmds commands in one write and reads their ncmds replies: one
+ * round trip however many commands (hiredis appends, then the first read
+ * flushes the output buffer). Command i is argvs[i][0 .. argcs[i]-1] with
+ * lengths lens[i] (lens NULL or lens[i] NULL: strlen). replies (NULL: the
+ * replies are discarded) receives ncmds replies, each freed by the caller
+ * with freeReplyObject; a command that failed has an error reply, which is
+ * not a failure of the call. ARS_ERR_UNAVAILABLE when the connection broke
+ * anywhere on the way: some of the commands may then have run (Redis
+ * applies a pipeline command by command), every slot of replies is NULL
+ * and the context is dropped. */
+enum ars_err ars_redis_pipeline(struct ars_redis *r, const struct ars_config *cfg, int ncmds,
+                                const int *argcs, const char *const *const *argvs,
+                                const size_t *const *lens, struct redisReply **replies);
+
 /* A Lua script run by SHA: EVALSHA first, EVAL when the server does not
  * know it yet (NOSCRIPT after a restart or on a new server), which also
  * loads it. Declare them static with ARS_REDIS_SCRIPT(src). */

@@ -1,0 +1,124 @@
+/* Usage recording after each request (DESIGN §4 "Usage and cost", §8
+ * round trip 3): every counter, the request-log entry and both lease
+ * releases in ONE pipelined Redis round trip, off the latency path (call
+ * it after FCGX_Finish_r).
+ *
+ * What one record writes (P = REDIS_KEY_PREFIX; layout in
+ * docs/internals/relay-modules.md):
+ *   P usage:done:RID                       SET NX EX 2 days: the record's applied-marker
+ *   P usage:{key:KID,account:AID,model:MODEL}:{h:YYYYMMDDHH,d:YYYYMMDD,m:YYYYMM,total}
+ *       HINCRBY requests 1, input, output, cache_5m, cache_1h, cache_read,
+ *       cost (micros); hour buckets expire after 3 days, day buckets
+ *       after 400; a token field that is 0 is not sent (missing = 0)
+ *   per key, one small script under the key's hash tag {KID}:
+ *       P key:{KID} last_used_at (epoch ms; only if the key record exists
+ *       and only forwards; no version bump, it is runtime data),
+ *       P lim:{KID}:win tokens and cost (only while a window exists),
+ *       P lim:{KID}:cost:d:YYYYMMDD / cost:w:WEEKSTART / cost:total,
+ *       ZREM P lim:{KID}:conc RID when release_key_lease
+ *   XADD P reqlog MAXLEN ~ REQUEST_LOG_MAX (ts, request_id, key_id,
+ *       account_id, model, family, input, output, cache_5m, cache_1h,
+ *       cache_read, cost_micros, status, duration_ms, ttfb_ms, stream, client)
+ *   ZREM P pool:{pool}:conc:AID RID when release_account_lease
+ * Time buckets come from at_ms (UTC), so a record replayed late lands in
+ * the hour / day / week it belongs to.
+ *
+ * Never losing a record: when Redis cannot take it, the record goes to an
+ * in-memory queue (ARS_USAGE_QUEUE_MAX records; beyond that it is appended
+ * to USAGE_SPOOL_FILE) that a background thread retries every second.
+ * ars_usage_stop writes what it cannot deliver to the spool file; the
+ * next start (of any process sharing the path) replays it. The
+ * applied-marker makes retries and replays idempotent; see usage.c for
+ * the exact guarantee. */
+#ifndef ARS_USAGE_H
+#define ARS_USAGE_H
+
+#include <stddef.h>
+
+#include "err.h"
+#include "pricing.h"
+
+struct ars_redis;
+struct ars_config;
+
+/* Records held in memory while Redis is unavailable; more go to the spool file. */
+#define ARS_USAGE_QUEUE_MAX           100000
+/* Lifetime of a record's applied-marker: a retry or replay later than
+ * this after the first attempt is no longer deduplicated. Memory: one
+ * key per request for this long, ~130 bytes each on Redis 7 (measured),
+ * i.e. ~1.3 GB per 10 million requests in two days. */
+#define ARS_USAGE_DONE_TTL_SECONDS    172800
+/* One spool line (a record as JSON is well under 2 KiB). */
+#define ARS_USAGE_SPOOL_LINE_MAX      8192
+/* Records replayed from the spool per pass; the file stays locked for a
+ * pass, so this bounds how long other processes wait to append. */
+#define ARS_USAGE_REPLAY_BATCH        10000
+/* A spool file larger than this is not read (a wrong path, not ours). */
+#define ARS_USAGE_SPOOL_MAX_BYTES     (512LL * 1024 * 1024)
+/* Usage buckets' lifetimes. */
+#define ARS_USAGE_HOUR_TTL_SECONDS    (3LL * 86400)
+#define ARS_USAGE_DAY_TTL_SECONDS     (400LL * 86400)
+
+struct ars_usage_record {
+    char request_id[24];         /* required: the applied-marker's name */
+    char key_id[40];             /* required */
+    char account_id[40];         /* "" when no account was picked */
+    char model[128];             /* the model billed ("" : no model bucket) */
+    char route_family[16];       /* "claude" | "openai" */
+    struct ars_usage usage;      /* as the upstream reported it */
+    long long cost_micros;
+    int status;                  /* HTTP status sent to the client */
+    long long duration_ms;
+    long long ttfb_ms;
+    int stream;
+    char client[64];             /* e.g. "claude_code", "" */
+    long long at_ms;             /* when the request happened (epoch ms, UTC): picks every bucket */
+    int window_active;           /* ars_limits_window_active(key): charge lim:{KID}:win */
+    long long week_start_ms;     /* ars_week_start_ms(at_ms, key's reset day/hour); 0: no weekly counter */
+    int release_key_lease;       /* ZREM the key's concurrency lease */
+    int release_account_lease;   /* ZREM the account's lease */
+};
+
+/* Records one request. ARS_OK when the record was applied or kept for a
+ * retry (queued or spooled: ars_usage_queued() tells which); while Redis
+ * is known to be down (a failure less than a second ago) records are
+ * queued without trying, so workers do not each wait for a connect
+ * timeout. ARS_ERR_INVALID for a record without request or key id;
+ * ARS_ERR_IO when it could be neither applied nor kept (logged as
+ * usage_lost). */
+enum ars_err ars_usage_record(struct ars_redis *r, const struct ars_config *cfg,
+                              const struct ars_usage_record *rec);
+
+struct ars_usage_flush_result {
+    size_t applied;     /* records written */
+    size_t skipped;     /* already applied earlier (marker found): not written again */
+    size_t bad;         /* spool lines that were not records (dropped, logged) */
+    size_t left;        /* still waiting */
+    char error[256];    /* why the last attempt failed ("" when none did) */
+};
+
+/* Retries the queued records, oldest first, until the queue is empty or
+ * Redis fails again (ARS_ERR_UNAVAILABLE). Each retry checks the
+ * applied-marker first (one extra round trip, on this rare path only). */
+enum ars_err ars_usage_flush(struct ars_redis *r, const struct ars_config *cfg,
+                             struct ars_usage_flush_result *res);
+/* Replays cfg->usage_spool_file (at most ARS_USAGE_REPLAY_BATCH records),
+ * under an exclusive flock shared with every process using the path:
+ * applied and already-applied records are removed from the file, the
+ * rest stays for the next pass. busy (may be NULL) is set when another
+ * process holds the lock. A missing or empty file is ARS_OK. */
+enum ars_err ars_usage_replay_spool(struct ars_redis *r, const struct ars_config *cfg,
+                                    struct ars_usage_flush_result *res, int *busy);
+/* Records waiting in this process's memory queue. */
+size_t ars_usage_queued(void);
+
+/* The background thread: replays the spool at start (and again every
+ * ARS_USAGE_REPLAY_SECONDS while the file is not empty), retries the
+ * queue every second. Uses ars_config_current(). 0 on success. */
+#define ARS_USAGE_REPLAY_SECONDS      30
+int ars_usage_start(void);
+/* Stops the thread, flushes what Redis takes, and appends the rest to the
+ * spool file (JSON lines, fsync'd, mode 0600). Safe without a start. */
+void ars_usage_stop(void);
+
+#endif
