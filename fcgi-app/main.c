@@ -32,6 +32,7 @@
 #include "outbox.h"
 #include "pg.h"
 #include "pricing.h"
+#include "usage.h"
 #include "worker.h"
 
 extern char **environ;
@@ -316,6 +317,9 @@ static int run_workers(int listen_fd)
         if (!started)
             return 1;
     }
+    /* Usage records Redis could not take are retried (and spooled) here. */
+    if (ars_usage_start() != 0)
+        ars_log_msg(ARS_LOG_WARN, NULL, "startup", "usage retry thread did not start");
     /* Replays PostgreSQL writes that were queued while it was down. */
     if (ars_outbox_thread_start() != 0)
         ars_log_msg(ARS_LOG_WARN, NULL, "startup", "outbox thread did not start: queued PG writes wait for a restart");
@@ -357,6 +361,7 @@ static int run_workers(int listen_fd)
         ars_log_str(&l, "msg", "grace period over, exiting with requests still running");
         ars_log_int(&l, "busy_workers", left);
         ars_log_end(&l);
+        ars_usage_stop();   /* queued usage goes to the spool, not lost */
         remove_socket();
         _exit(0);
     }
@@ -365,6 +370,7 @@ static int run_workers(int listen_fd)
         ars_worker_deinit(&workers[i]);
     }
     ars_outbox_thread_stop();
+    ars_usage_stop();
     free(workers);
     remove_socket();
     ars_pg_pool_shutdown();

@@ -38,7 +38,7 @@ ARS_TOP_DIR=$(cd "$ARS_LIB_DIR/../.." && pwd)
 ARS_RELAY_EXIT_STATUS=
 
 # Debian packages needed to build, test and run the relay locally.
-ARS_DEPS="libfcgi-dev libfcgi-bin libcurl4-openssl-dev libhiredis-dev libpq-dev
+ARS_DEPS="jq libfcgi-dev libfcgi-bin libcurl4-openssl-dev libhiredis-dev libpq-dev
 libjson-c-dev libssl-dev check pkg-config autoconf automake libtool make gcc
 lighttpd nginx redis-server postgresql spawn-fcgi wrk curl ca-certificates
 procps iproute2"
