@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "build-config.h"
+#include <json.h>
 #include "caps.h"
 
 #ifndef ARS_SYSCONFDIR
@@ -125,6 +126,14 @@ static const struct cfg_key keys[] = {
       "Cool-down after ERROR_THRESHOLD errors."),
     I("COOLDOWN_MAX_SECONDS", cooldown_max_seconds, "18000", 1, 604800, NULL,
       "No cool-down lasts longer, whatever the upstream's reset header says."),
+
+    S("OPENAI_MODEL_MAP", openai_model_map, "{}", 0, "OpenAI-compatible endpoint",
+      "JSON object mapping model names clients send to Claude models, e.g. {\"gpt-4o\":\"claude-sonnet-5\"}. "
+      "Unmapped names are passed through."),
+    I("OPENAI_DEFAULT_MAX_TOKENS", openai_default_max_tokens, "4096", 1, 1000000, NULL,
+      "max_tokens sent to Claude when an OpenAI request gives neither max_tokens nor max_completion_tokens."),
+    B("OPENAI_SHOW_THINKING", openai_show_thinking, "false", NULL,
+      "Pass Claude's thinking to OpenAI clients as reasoning_content; off: thinking is dropped."),
 
     I("REQUEST_LOG_MAX", request_log_max, "10000", 100, 10000000, NULL,
       "Entries kept in the per-request log (a Redis stream) for the console."),
@@ -382,6 +391,21 @@ static enum ars_err validate(const struct ars_config *cfg, char *errbuf, size_t 
         return ARS_ERR_CONFIG;
     }
 #endif
+    {
+        json_object *map = json_tokener_parse(cfg->openai_model_map);
+        int ok = map && json_object_is_type(map, json_type_object);
+        if (ok) {
+            json_object_object_foreach(map, name, value) {
+                (void)name;
+                ok &= json_object_is_type(value, json_type_string);
+            }
+        }
+        json_object_put(map);
+        if (!ok) {
+            set_err(errbuf, errlen, "OPENAI_MODEL_MAP must be a JSON object of strings, e.g. {\"gpt-4o\":\"claude-sonnet-5\"}");
+            return ARS_ERR_CONFIG;
+        }
+    }
     if (!cfg->redis_key_prefix[0]) {
         set_err(errbuf, errlen, "REDIS_KEY_PREFIX must not be empty (default ars:)");
         return ARS_ERR_CONFIG;

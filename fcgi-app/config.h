@@ -62,6 +62,10 @@ struct ars_config {
     long long error_cooldown_seconds;
     long long cooldown_max_seconds;
 
+    char *openai_model_map;          /* JSON object text: OpenAI model name -> Claude model */
+    long long openai_default_max_tokens;
+    int openai_show_thinking;
+
     long long request_log_max;
     char *usage_spool_file;
 

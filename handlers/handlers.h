@@ -15,6 +15,8 @@ void ars_handle_metrics(struct ars_request *req);
 void ars_handle_models(struct ars_request *req);
 void ars_handle_messages(struct ars_request *req);
 void ars_handle_count_tokens(struct ars_request *req);
+void ars_handle_chat_completions(struct ars_request *req);
+void ars_handle_openai_models(struct ars_request *req);
 void ars_handle_probe(struct ars_request *req);
 void ars_handle_test_sse(struct ars_request *req);
 void ars_handle_test_sleep(struct ars_request *req);

@@ -1,4 +1,5 @@
 #include "accounts.h"
+#include "clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,12 +51,6 @@ const struct ars_entity ars_group_entity = {
     sizeof(group_fields) / sizeof(group_fields[0])
 };
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static json_object *member(json_object *o, const char *name)
 {
@@ -200,7 +195,7 @@ static enum ars_err write_account(struct ars_redis *r, const struct ars_config *
     enum ars_err err = seal_secrets(cfg, id, fields, errbuf, errlen);
     if (err)
         return err;
-    json_object_object_add(fields, "updated_at", json_object_new_int64(now_ms()));
+    json_object_object_add(fields, "updated_at", json_object_new_int64(ars_wall_ms()));
     err = ars_rec_redis_write(r, cfg, &ars_account_entity, id, fields, create, rec);
     if (err == ARS_ERR_NOTFOUND)
         snprintf(errbuf, errlen, "account %s not found", id);
@@ -226,7 +221,7 @@ enum ars_err ars_accounts_create(struct ars_redis *r, const struct ars_config *c
     if (!fields)
         return ARS_ERR_NOMEM;
     json_object_object_add(fields, "id", json_object_new_string(id));
-    json_object_object_add(fields, "created_at", json_object_new_int64(now_ms()));
+    json_object_object_add(fields, "created_at", json_object_new_int64(ars_wall_ms()));
     json_object_object_add(fields, "deleted", json_object_new_boolean(0));
     static const struct { const char *name; json_type t; } defaults[] = {
         { "description", json_type_string }, { "status", json_type_string }, { "priority", json_type_int },
@@ -371,7 +366,7 @@ enum ars_err ars_groups_create(struct ars_redis *r, const struct ars_config *cfg
     char id[ARS_UUID_LEN + 1];
     if (ars_crypto_uuid_v4(id))
         return ARS_ERR_UNAVAILABLE;
-    long long now = now_ms();
+    long long now = ars_wall_ms();
     json_object *fields = json_object_new_object();
     json_object_object_add(fields, "id", json_object_new_string(id));
     json_object_object_add(fields, "name", json_object_new_string(name));

@@ -1,4 +1,5 @@
 #include "keys.h"
+#include "clock.h"
 
 #include <hiredis.h>
 #include <pthread.h>
@@ -210,12 +211,6 @@ static enum ars_err validate(json_object *params, char *errbuf, size_t errlen)
     return ARS_OK;
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void set_default(json_object *rec, const char *name, json_object *v)
 {
@@ -395,7 +390,7 @@ static int cache_get(const struct ars_config *cfg, const char *hash, struct ars_
     int hit = 0;
     pthread_mutex_lock(&cache_lock);
     if (cache) {
-        long long now = now_ms();
+        long long now = ars_wall_ms();
         for (size_t s = slot_of(hash), n = 0; n < cache_slots && cache[s].used; s = (s + 1) % cache_slots, n++) {
             if (strcmp(cache[s].hash, hash) != 0)
                 continue;
@@ -419,7 +414,7 @@ static void cache_put(const struct ars_config *cfg, const char *hash, struct ars
 {
     if (!cfg->key_cache_seconds)
         return;
-    long long now = now_ms();
+    long long now = ars_wall_ms();
     pthread_mutex_lock(&cache_lock);
     size_t want = (size_t)cfg->key_cache_max_entries * 2;   /* load factor 1/2 */
     if (!cache || cache_slots != want) {
@@ -624,7 +619,7 @@ enum ars_err ars_keys_create(struct ars_redis *r, const struct ars_config *cfg, 
     json_object_deep_copy(params, &fields, NULL);
     if (!fields)
         return ARS_ERR_NOMEM;
-    long long now = now_ms();
+    long long now = ars_wall_ms();
     char prefix[16];
     snprintf(prefix, sizeof(prefix), "%.7s", plaintext);
     json_object_object_add(fields, "id", json_object_new_string(id));
@@ -679,7 +674,7 @@ static void forget_cached(json_object *rec)
 static enum ars_err write_changes(struct ars_redis *r, const struct ars_config *cfg, const char *id,
                                   json_object *changes, json_object **rec, char *errbuf, size_t errlen)
 {
-    json_object_object_add(changes, "updated_at", json_object_new_int64(now_ms()));
+    json_object_object_add(changes, "updated_at", json_object_new_int64(ars_wall_ms()));
     json_object *out = NULL;
     enum ars_err err = ars_rec_redis_write(r, cfg, &ars_key_entity, id, changes, 0, &out);
     if (err == ARS_ERR_NOTFOUND) {
@@ -737,7 +732,7 @@ static enum ars_err set_flags(struct ars_redis *r, const struct ars_config *cfg,
     json_object *changes = json_object_new_object();
     json_object_object_add(changes, "deleted", json_object_new_boolean(deleted));
     json_object_object_add(changes, "enabled", json_object_new_boolean(!deleted));
-    json_object_object_add(changes, "deleted_at", deleted ? json_object_new_int64(now_ms()) : NULL);
+    json_object_object_add(changes, "deleted_at", deleted ? json_object_new_int64(ars_wall_ms()) : NULL);
     json_object_object_add(changes, "deleted_by", json_object_new_string(deleted && by ? by : ""));
     err = write_changes(r, cfg, id, changes, NULL, errbuf, errlen);
     json_object_put(changes);

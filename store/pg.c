@@ -1,4 +1,5 @@
 #include "pg.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -22,12 +23,6 @@ static pthread_cond_t pool_cond = PTHREAD_COND_INITIALIZER;
 static struct ars_pg_conn *idle_list;
 static long open_count;            /* idle + in use */
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 int ars_pg_enabled(const struct ars_config *cfg)
 {
@@ -48,7 +43,7 @@ static int wait_socket(PGconn *conn, int for_write, double deadline)
     if (fd < 0)
         return -1;
     for (;;) {
-        double left = deadline - now_ms();
+        double left = deadline - ((double)ars_mono_us() / 1000.0);
         if (left <= 0)
             return 0;
         struct pollfd p = { .fd = fd, .events = (short)(for_write ? POLLOUT : POLLIN) };
@@ -137,7 +132,7 @@ enum ars_err ars_pg_acquire(const struct ars_config *cfg, long timeout_ms,
         snprintf(errbuf, errlen, "postgres disabled (PG_HOST empty)");
         return ARS_ERR_UNAVAILABLE;
     }
-    double deadline = now_ms() + (double)timeout_ms;
+    double deadline = ((double)ars_mono_us() / 1000.0) + (double)timeout_ms;
     struct ars_pg_conn *stale = NULL;
     pthread_mutex_lock(&pool_lock);
     for (;;) {
@@ -146,7 +141,7 @@ enum ars_err ars_pg_acquire(const struct ars_config *cfg, long timeout_ms,
         while (idle_list) {
             struct ars_pg_conn *c = idle_list;
             idle_list = c->next;
-            if (c->cfg != cfg || now_ms() - c->last_used_ms > (double)cfg->pg_idle_timeout_ms) {
+            if (c->cfg != cfg || ((double)ars_mono_us() / 1000.0) - c->last_used_ms > (double)cfg->pg_idle_timeout_ms) {
                 open_count--;
                 c->next = stale;
                 stale = c;
@@ -161,7 +156,7 @@ enum ars_err ars_pg_acquire(const struct ars_config *cfg, long timeout_ms,
             open_count++;
             break;
         }
-        double left = deadline - now_ms();
+        double left = deadline - ((double)ars_mono_us() / 1000.0);
         if (left <= 0) {
             pthread_mutex_unlock(&pool_lock);
             while (stale) { struct ars_pg_conn *n = stale->next; conn_close(stale); stale = n; }
@@ -198,7 +193,7 @@ void ars_pg_release(struct ars_pg_conn *c, int broken)
     if (broken) {
         open_count--;
     } else {
-        c->last_used_ms = now_ms();
+        c->last_used_ms = ((double)ars_mono_us() / 1000.0);
         c->next = idle_list;
         idle_list = c;
     }
@@ -292,7 +287,7 @@ enum ars_err ars_pg_exec(struct ars_pg_conn *c, const char *sql, int nparams,
                          char *errbuf, size_t errlen)
 {
     *res = NULL;
-    double deadline = now_ms() + (double)timeout_ms;
+    double deadline = ((double)ars_mono_us() / 1000.0) + (double)timeout_ms;
     if (!PQsendQueryParams(c->conn, sql, nparams, NULL, params, NULL, NULL, 0)) {
         copy_error(errbuf, errlen, "postgres: ", PQerrorMessage(c->conn));
         return ARS_ERR_UNAVAILABLE;
@@ -303,7 +298,7 @@ enum ars_err ars_pg_exec(struct ars_pg_conn *c, const char *sql, int nparams,
 enum ars_err ars_pg_exec_script(struct ars_pg_conn *c, const char *sql, long timeout_ms,
                                 char *errbuf, size_t errlen)
 {
-    double deadline = now_ms() + (double)timeout_ms;
+    double deadline = ((double)ars_mono_us() / 1000.0) + (double)timeout_ms;
     if (!PQsendQuery(c->conn, sql)) {
         copy_error(errbuf, errlen, "postgres: ", PQerrorMessage(c->conn));
         return ARS_ERR_UNAVAILABLE;
@@ -317,17 +312,17 @@ enum ars_err ars_pg_exec_script(struct ars_pg_conn *c, const char *sql, long tim
 enum ars_err ars_pg_ping(const struct ars_config *cfg, long timeout_ms, double *latency_ms,
                          char *errbuf, size_t errlen)
 {
-    double t0 = now_ms();
+    double t0 = ((double)ars_mono_us() / 1000.0);
     struct ars_pg_conn *c;
     enum ars_err err = ars_pg_acquire(cfg, timeout_ms, &c, errbuf, errlen);
     if (err)
         return err;
-    long left = timeout_ms - (long)(now_ms() - t0);
+    long left = timeout_ms - (long)(((double)ars_mono_us() / 1000.0) - t0);
     PGresult *res;
     err = ars_pg_exec(c, "SELECT 1", 0, NULL, left > 10 ? left : 10, &res, errbuf, errlen);
     PQclear(res);
     ars_pg_release(c, err != ARS_OK);
-    *latency_ms = now_ms() - t0;
+    *latency_ms = ((double)ars_mono_us() / 1000.0) - t0;
     return err;
 }
 

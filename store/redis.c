@@ -1,4 +1,5 @@
 #include "redis.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <hiredis.h>
@@ -246,22 +247,16 @@ enum ars_err ars_redis_eval(struct ars_redis *r, const struct ars_config *cfg,
     return err;
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 enum ars_err ars_redis_ping(struct ars_redis *r, const struct ars_config *cfg,
                             long timeout_ms, double *latency_ms)
 {
-    double t0 = now_ms();
+    double t0 = ((double)ars_mono_us() / 1000.0);
     long long connect_ms = cfg->redis_connect_timeout_ms < timeout_ms ? cfg->redis_connect_timeout_ms : timeout_ms;
     enum ars_err err = ensure(r, cfg, connect_ms);
     if (err)
         return err;
-    long left = timeout_ms - (long)(now_ms() - t0);
+    long left = timeout_ms - (long)(((double)ars_mono_us() / 1000.0) - t0);
     redisSetTimeout(r->ctx, ms_to_tv(left > 10 ? left : 10));
     redisReply *rep = redisCommand(r->ctx, "PING");
     if (!rep) {
@@ -274,6 +269,6 @@ enum ars_err ars_redis_ping(struct ars_redis *r, const struct ars_config *cfg,
         snprintf(r->error, sizeof(r->error), "redis PING: unexpected reply");
     freeReplyObject(rep);
     redisSetTimeout(r->ctx, ms_to_tv(cfg->redis_command_timeout_ms));
-    *latency_ms = now_ms() - t0;
+    *latency_ms = ((double)ars_mono_us() / 1000.0) - t0;
     return ok ? ARS_OK : ARS_ERR_UNAVAILABLE;
 }

@@ -1,4 +1,5 @@
 #include "users.h"
+#include "clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,12 +47,6 @@ int ars_username_ok(const char *u)
     return 1;
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static enum ars_err hash_password(const char *password, char **hash, char *errbuf, size_t errlen)
 {
@@ -111,7 +106,7 @@ enum ars_err ars_users_create(struct ars_redis *r, const struct ars_config *cfg,
     if (err)
         return err;
     sync_from_pg(r, cfg, username);
-    long long now = now_ms();
+    long long now = ars_wall_ms();
     json_object *changes = json_object_new_object();
     json_object_object_add(changes, "username", json_object_new_string(username));
     json_object_object_add(changes, "password_hash", json_object_new_string(hash));
@@ -135,7 +130,7 @@ enum ars_err ars_users_set_password(struct ars_redis *r, const struct ars_config
     sync_from_pg(r, cfg, username);
     json_object *changes = json_object_new_object();
     json_object_object_add(changes, "password_hash", json_object_new_string(hash));
-    json_object_object_add(changes, "updated_at", json_object_new_int64(now_ms()));
+    json_object_object_add(changes, "updated_at", json_object_new_int64(ars_wall_ms()));
     free(hash);
     err = write_user(r, cfg, username, changes, 0, errbuf, errlen);
     json_object_put(changes);

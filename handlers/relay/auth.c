@@ -1,4 +1,5 @@
 #include "auth.h"
+#include "clock.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -25,12 +26,6 @@ const char *ars_auth_presented_key(const struct ars_request *req)
     return NULL;
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void iso_time(long long ms, char *out, size_t n)
 {
@@ -82,7 +77,7 @@ enum ars_err ars_auth_key(struct ars_request *req, unsigned family, struct ars_k
     if (!k->enabled)
         return deny(req, 401, "API key is disabled");
 
-    long long now = now_ms();
+    long long now = ars_wall_ms();
     long long expires = k->expires_at_ms;
     if (k->activation_mode && k->activated_at_ms == 0) {
         /* First use starts the clock. */

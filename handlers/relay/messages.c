@@ -22,12 +22,14 @@
 #include <time.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "body.h"
 #include "config.h"
 #include "handlers.h"
 #include "limits.h"
 #include "log.h"
 #include "oauth.h"
+#include "openai.h"
 #include "pricing.h"
 #include "response.h"
 #include "scheduler.h"
@@ -39,19 +41,7 @@
 #define ERROR_BODY_MAX (1024 * 1024)     /* upstream error bodies kept for the client */
 #define MAX_TRIED 16
 
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct relay {
     struct ars_request *req;
@@ -86,6 +76,15 @@ struct relay {
     char model_billed[ARS_BODY_MODEL_MAX];
 
     struct ars_usage_record rec;
+
+    /* OpenAI-compatible route: the request converted to a Claude body,
+     * and the answer converted back as it arrives. */
+    int openai;
+    struct ars_openai_meta oa;
+    struct ars_openai_stream oas;
+    struct ars_buf claude_body;
+    struct ars_buf out;
+    char oa_id[48];
 };
 
 /* ---- small helpers ---- */
@@ -108,6 +107,8 @@ static void relay_release_leases(void *arg)
         rl->sse_ready = 0;
     }
     ars_buf_deinit(&rl->held);
+    ars_buf_deinit(&rl->claude_body);
+    ars_buf_deinit(&rl->out);
 }
 
 static const char *client_name(const struct ars_request *req)
@@ -276,7 +277,7 @@ static const char *upstream_url(struct relay *rl)
  * the account maps it. */
 static void upstream_body(struct relay *rl, const char **body, size_t *len)
 {
-    struct ars_buf *in = rl->req->body;
+    struct ars_buf *in = rl->openai ? &rl->claude_body : rl->req->body;
     *body = in->data;
     *len = in->len;
     const char *mapped = ars_account_map_model(rl->account, rl->body.model);
@@ -319,9 +320,11 @@ static int on_head(void *ctx, const struct ars_upstream_headers *h)
         pass_request_id(rl, h);
         rl->committed = 1;
         rl->status = 200;
-        rl->ttfb_ms = mono_ms() - rl->started_ms;
+        rl->ttfb_ms = ars_mono_ms() - rl->started_ms;
         if (ars_sse_start(rl->req, 200) != ARS_OK)
-            rl->gone_at_ms = mono_ms();
+            rl->gone_at_ms = ars_mono_ms();
+        if (rl->openai)
+            ars_openai_stream_init(&rl->oas, &rl->oa, ars_wall_ms() / 1000, rl->oa_id, rl->cfg->openai_show_thinking);
     }
     return 0;
 }
@@ -331,7 +334,18 @@ static void write_client(struct relay *rl, const char *data, size_t n)
     if (rl->gone_at_ms)
         return;
     if (ars_resp_write(rl->req, data, n) != ARS_OK)
-        rl->gone_at_ms = mono_ms();
+        rl->gone_at_ms = ars_mono_ms();
+}
+
+/* Writes converted OpenAI chunks and flushes them. */
+static void write_out(struct relay *rl)
+{
+    if (rl->out.len && !rl->gone_at_ms) {
+        write_client(rl, rl->out.data, rl->out.len);
+        if (!rl->gone_at_ms && ars_resp_flush(rl->req) != ARS_OK)
+            rl->gone_at_ms = ars_mono_ms();
+    }
+    ars_buf_reset(&rl->out);
 }
 
 static int on_data(void *ctx, const char *data, size_t n)
@@ -347,23 +361,32 @@ static int on_data(void *ctx, const char *data, size_t n)
     enum ars_err err = ars_sse_feed(&rl->sse, data, n, &boundary);
     struct ars_sse_event ev;
     /* Events that completed before an error still count (and bill). */
-    while (ars_sse_next(&rl->sse, &ev))
+    while (ars_sse_next(&rl->sse, &ev)) {
         ars_sse_usage_update(&rl->su, &ev);
+        if (rl->openai && !rl->gone_at_ms) {
+            ars_openai_stream_event(&rl->oas, &ev, &rl->out);
+            write_out(rl);
+        }
+    }
     rl->fed += n;
     if (rl->gone_at_ms) {
         /* Client gone: keep reading for the usage, within the bounds. */
         rl->drained += n;
-        if (rl->su.saw_stop || mono_ms() - rl->gone_at_ms > rl->cfg->drain_max_seconds * 1000 ||
+        if (rl->su.saw_stop || ars_mono_ms() - rl->gone_at_ms > rl->cfg->drain_max_seconds * 1000 ||
             rl->drained > (size_t)rl->cfg->drain_max_bytes)
             return -1;
         return 0;
     }
-    write_client(rl, data, n);
-    /* Flush once per complete event, so each reaches the client at once. */
-    if (!rl->gone_at_ms && boundary > rl->flushed_to) {
+    if (rl->openai) {
         rl->flushed_to = boundary;
-        if (ars_resp_flush(rl->req) != ARS_OK)
-            rl->gone_at_ms = mono_ms();
+    } else {
+        write_client(rl, data, n);
+        /* Flush once per complete event, so each reaches the client at once. */
+        if (!rl->gone_at_ms && boundary > rl->flushed_to) {
+            rl->flushed_to = boundary;
+            if (ars_resp_flush(rl->req) != ARS_OK)
+                rl->gone_at_ms = ars_mono_ms();
+        }
     }
     if (err != ARS_OK)
         return -1;   /* an event over the parser's cap: the stream is not Anthropic's */
@@ -373,7 +396,7 @@ static int on_data(void *ctx, const char *data, size_t n)
 static void refresh_leases(struct relay *rl)
 {
     struct ars_worker *w = rl->req->worker;
-    long long now = wall_ms();
+    long long now = ars_wall_ms();
     if (rl->key_lease)
         ars_limits_refresh(w->redis, rl->cfg, rl->key->id, rl->req->id, now);
     if (rl->account_lease)
@@ -383,7 +406,7 @@ static void refresh_leases(struct relay *rl)
 static int on_tick(void *ctx, long long silent_ms)
 {
     struct relay *rl = ctx;
-    long long now = mono_ms();
+    long long now = ars_mono_ms();
     if (now - rl->last_lease_refresh_ms >= rl->cfg->lease_ttl_seconds * 1000 / 3) {
         rl->last_lease_refresh_ms = now;
         refresh_leases(rl);
@@ -391,9 +414,12 @@ static int on_tick(void *ctx, long long silent_ms)
     if (rl->committed && !rl->gone_at_ms && silent_ms >= rl->cfg->stream_ping_seconds * 1000 &&
         now - rl->last_ping_ms >= rl->cfg->stream_ping_seconds * 1000) {
         static const char ping[] = "event: ping\ndata: {\"type\": \"ping\"}\n\n";
+        static const char keepalive[] = ": keepalive\n\n";
         rl->last_ping_ms = now;
         /* Only between events: never split an event the upstream is sending. */
-        if (rl->flushed_to == rl->fed && ars_sse_raw(rl->req, ping, sizeof(ping) - 1) != ARS_OK)
+        if (rl->flushed_to == rl->fed &&
+            (rl->openai ? ars_sse_raw(rl->req, keepalive, sizeof(keepalive) - 1)
+                        : ars_sse_raw(rl->req, ping, sizeof(ping) - 1)) != ARS_OK)
             rl->gone_at_ms = now;
     }
     if (rl->gone_at_ms && now - rl->gone_at_ms > rl->cfg->drain_max_seconds * 1000)
@@ -407,6 +433,13 @@ static void send_stream_error(struct relay *rl, const char *type, const char *me
 {
     if (rl->gone_at_ms)
         return;
+    if (rl->openai) {
+        if (!ars_openai_stream_done(&rl->oas)) {
+            ars_openai_stream_abort(&rl->oas, message, &rl->out);
+            write_out(rl);
+        }
+        return;
+    }
     struct ars_buf b;
     ars_buf_init(&b, 4096);
     if (ars_error_body(&b, ARS_SHAPE_ANTHROPIC, 502, type, message) == ARS_OK) {
@@ -417,9 +450,27 @@ static void send_stream_error(struct relay *rl, const char *type, const char *me
     ars_buf_deinit(&b);
 }
 
-/* Passes a held upstream answer (status, type, request id, body) on. */
+/* Passes a held upstream answer (status, type, request id, body) on;
+ * on the OpenAI route converted to OpenAI's shapes. */
 static void send_held(struct relay *rl, const struct ars_upstream_result *res)
 {
+    if (rl->openai) {
+        int status = res->head.status;
+        ars_buf_reset(&rl->out);
+        enum ars_err e = status >= 200 && status < 300
+            ? ars_claude_to_openai_response(rl->held.data ? rl->held.data : "", rl->held.len, &rl->oa,
+                                            ars_wall_ms() / 1000, rl->oa_id, &rl->out)
+            : ars_claude_error_to_openai(status, rl->held.data ? rl->held.data : "", rl->held.len, &rl->out);
+        pass_request_id(rl, &res->head);
+        if (e) {
+            rl->status = 502;
+            ars_resp_error(rl->req, 502, NULL, "the upstream answer could not be converted to the OpenAI format");
+            return;
+        }
+        rl->status = status;
+        ars_resp_send(rl->req, status, "application/json", rl->out.data, rl->out.len);
+        return;
+    }
     const char *ct = ars_upstream_header(&res->head, "content-type");
     pass_request_id(rl, &res->head);
     const char *ra = ars_upstream_header(&res->head, "retry-after");
@@ -467,10 +518,10 @@ static void record_usage(struct ars_request *req, void *arg)
     const struct ars_model_price *price = ars_pricing_lookup(ars_pricing_current(), rec->model, NULL);
     rec->cost_micros = price ? ars_cost_micros(price, &rec->usage) : 0;
     rec->status = rl->status ? rl->status : req->status;
-    rec->duration_ms = mono_ms() - rl->started_ms;
+    rec->duration_ms = ars_mono_ms() - rl->started_ms;
     rec->ttfb_ms = rl->ttfb_ms;
     rec->stream = rl->stream;
-    rec->at_ms = wall_ms();
+    rec->at_ms = ars_wall_ms();
     rec->window_active = rl->key->window_minutes > 0;
     rec->week_start_ms = ars_week_start_ms(rec->at_ms, rl->key->weekly_reset_day, rl->key->weekly_reset_hour);
     rec->release_key_lease = rl->key_lease;
@@ -550,7 +601,7 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
         .on_tick = on_tick,
         .ctx = rl,
     };
-    rl->last_ping_ms = rl->last_lease_refresh_ms = mono_ms();
+    rl->last_ping_ms = rl->last_lease_refresh_ms = ars_mono_ms();
     ars_upstream_perform(w->upstream, &call, res);
 
     if (rl->committed) {
@@ -591,7 +642,7 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
         if (status == 401)
             ars_sched_mark_unauthorized(w->redis, rl->cfg, rl->account, "upstream answered 401");
         else
-            ars_sched_mark(w->redis, rl->cfg, rl->account, rl->body.model, status, retry_after, reset, wall_ms());
+            ars_sched_mark(w->redis, rl->cfg, rl->account, rl->body.model, status, retry_after, reset, ars_wall_ms());
         if (!retryable(status)) {
             snprintf(rl->account_id, sizeof(rl->account_id), "%s", rl->account->id);
             send_held(rl, res);
@@ -601,7 +652,7 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
         return ATTEMPT_RETRY;
     }
     /* Nothing usable arrived: connect failure or timeout before the head. */
-    ars_sched_mark(w->redis, rl->cfg, rl->account, rl->body.model, 502, NULL, NULL, wall_ms());
+    ars_sched_mark(w->redis, rl->cfg, rl->account, rl->body.model, 502, NULL, NULL, ars_wall_ms());
     log_attempt(rl, res, "failover");
     return ATTEMPT_RETRY;
 }
@@ -620,7 +671,7 @@ static void answer_failed(struct relay *rl, const struct ars_upstream_result *re
     ars_resp_error(rl->req, rl->status, timeout ? "timeout_error" : "api_error", msg ? msg : "upstream failed");
 }
 
-static void relay_messages(struct ars_request *req, int count_tokens)
+static void relay_messages(struct ars_request *req, int count_tokens, int openai)
 {
     const struct ars_config *cfg = req->cfg;
     struct ars_worker *w = req->worker;
@@ -632,18 +683,32 @@ static void relay_messages(struct ars_request *req, int count_tokens)
     rl->req = req;
     rl->cfg = cfg;
     rl->count_tokens = count_tokens;
-    rl->route_family = "claude";
-    rl->started_ms = mono_ms();
+    rl->openai = openai;
+    rl->route_family = openai ? "openai" : "claude";
+    rl->started_ms = ars_mono_ms();
     ars_buf_init(&rl->held, ERROR_BODY_MAX);
+    ars_buf_init(&rl->claude_body, (size_t)cfg->request_max_bytes + 65536);
+    ars_buf_init(&rl->out, ERROR_BODY_MAX + (size_t)cfg->upstream_max_response_bytes);
     if (ars_arena_on_reset(req->arena, relay_release_leases, rl)) {
         ars_resp_error(req, 503, NULL, "out of memory");
         return;
     }
 
-    if (ars_auth_key(req, ARS_PERM_CLAUDE, &rl->key))
+    if (ars_auth_key(req, openai ? ARS_PERM_OPENAI : ARS_PERM_CLAUDE, &rl->key))
         return;
     char err[512];
-    if (ars_body_scan(req->body->data ? req->body->data : "", req->body->len, 1, &rl->body, err, sizeof(err))) {
+    struct ars_buf *claude = req->body;
+    if (openai) {
+        struct ars_openai_opts o = { cfg->openai_model_map, cfg->openai_default_max_tokens, cfg->openai_show_thinking };
+        if (ars_openai_to_claude(req->body->data ? req->body->data : "", req->body->len, &o, &rl->claude_body, &rl->oa,
+                                 err, sizeof(err))) {
+            ars_resp_error(req, 400, "invalid_request_error", err);
+            return;
+        }
+        claude = &rl->claude_body;
+        snprintf(rl->oa_id, sizeof(rl->oa_id), "%s", req->id);
+    }
+    if (ars_body_scan(claude->data ? claude->data : "", claude->len, 1, &rl->body, err, sizeof(err))) {
         ars_resp_error(req, 400, "invalid_request_error", err);
         return;
     }
@@ -660,7 +725,7 @@ static void relay_messages(struct ars_request *req, int count_tokens)
     }
 
     struct ars_admission adm;
-    enum ars_err e = ars_limits_admit(w->redis, cfg, rl->key, req->id, wall_ms(), count_tokens, &adm);
+    enum ars_err e = ars_limits_admit(w->redis, cfg, rl->key, req->id, ars_wall_ms(), count_tokens, &adm);
     if (e) {
         ars_resp_error(req, 503, "api_error", "the limit store (Redis) is unavailable; retry shortly");
         return;
@@ -694,7 +759,7 @@ static void relay_messages(struct ars_request *req, int count_tokens)
         struct ars_pick pick;
         char why[256];
         e = ars_sched_pick(w->redis, cfg, rl->key, rl->body.model, rl->session[0] ? rl->session : NULL, req->id,
-                           tried, ntried, wall_ms(), &pick, why, sizeof(why));
+                           tried, ntried, ars_wall_ms(), &pick, why, sizeof(why));
         if (e) {
             if (have_res) {
                 answer_failed(rl, &res);
@@ -736,10 +801,15 @@ out:
 
 void ars_handle_messages(struct ars_request *req)
 {
-    relay_messages(req, 0);
+    relay_messages(req, 0, 0);
 }
 
 void ars_handle_count_tokens(struct ars_request *req)
 {
-    relay_messages(req, 1);
+    relay_messages(req, 1, 0);
+}
+
+void ars_handle_chat_completions(struct ars_request *req)
+{
+    relay_messages(req, 0, 1);
 }

@@ -1,4 +1,5 @@
 #include "oauth.h"
+#include "clock.h"
 
 #include <curl/curl.h>
 #include <hiredis.h>
@@ -20,19 +21,7 @@
  * or a second refresher could spend the same (rotating) refresh token. */
 #define LOCK_MARGIN_MS 1000
 
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void sleep_ms(long ms)
 {
@@ -84,7 +73,7 @@ static void log_refresh(const struct ars_account *a, enum ars_log_level level, c
     ars_log_str(&l, "outcome", outcome);
     if (status)
         ars_log_int(&l, "http_status", status);
-    ars_log_int(&l, "ms", mono_ms() - started);
+    ars_log_int(&l, "ms", ars_mono_ms() - started);
     if (detail && *detail)
         ars_log_str(&l, "detail", detail);
     ars_log_end(&l);
@@ -134,7 +123,7 @@ static int adopt_stored(const struct ars_config *cfg, const struct ars_account *
     if (strcmp(str_member(s->rec, "status"), "unauthorized") == 0)
         return -1;
     const char *access = str_member(s->creds, "access_token");
-    long long exp = stored_expires(s), now = wall_ms();
+    long long exp = stored_expires(s), now = ars_wall_ms();
     int newer = force ? access[0] && strcmp(access, a->access_token) != 0 && (exp == 0 || exp > now)
                       : usable(cfg, access, exp, str_member(s->creds, "refresh_token"), now);
     if (!newer)
@@ -185,9 +174,9 @@ static void lock_release(struct ars_redis *r, const struct ars_config *cfg, cons
 static enum ars_err lock_wait(struct ars_redis *r, const struct ars_config *cfg, const char *key, int *released)
 {
     *released = 0;
-    long long deadline = mono_ms() + ARS_OAUTH_WAIT_MS;
+    long long deadline = ars_mono_ms() + ARS_OAUTH_WAIT_MS;
     const char *argv[] = { "EXISTS", key };
-    while (mono_ms() < deadline) {
+    while (ars_mono_ms() < deadline) {
         sleep_ms(ARS_OAUTH_POLL_MS);
         redisReply *rep;
         enum ars_err err = ars_redis_cmd(r, cfg, &rep, 2, argv, NULL);
@@ -329,7 +318,7 @@ static json_object *new_credentials(const struct stored *s, json_object *ans, lo
 static enum ars_err refresh_owned(struct ars_redis *r, const struct ars_config *cfg, const struct ars_account *a,
                                   int force, long long lock_taken, char **token, char *err, size_t errlen)
 {
-    long long started = mono_ms();
+    long long started = ars_mono_ms();
     struct stored s;
     struct body b = { 0 };
     json_object *ans = NULL, *creds = NULL;
@@ -350,7 +339,7 @@ static enum ars_err refresh_owned(struct ars_redis *r, const struct ars_config *
         rc = ARS_ERR_INVALID;
         goto out;
     }
-    long left = (long)(lock_taken + ARS_OAUTH_LOCK_MS - LOCK_MARGIN_MS - mono_ms());
+    long left = (long)(lock_taken + ARS_OAUTH_LOCK_MS - LOCK_MARGIN_MS - ars_mono_ms());
     long timeout = left < ARS_OAUTH_HTTP_TIMEOUT_MS ? left : ARS_OAUTH_HTTP_TIMEOUT_MS;
     if (timeout < 1000) {
         snprintf(err, errlen, "account %s: no time left under the refresh lock", a->name);
@@ -368,7 +357,7 @@ static enum ars_err refresh_owned(struct ars_redis *r, const struct ars_config *
         json_tokener_free(tok);
     }
     if (status == 200) {
-        creds = ans ? new_credentials(&s, ans, wall_ms()) : NULL;
+        creds = ans ? new_credentials(&s, ans, ars_wall_ms()) : NULL;
         if (!creds) {
             snprintf(err, errlen, "token endpoint answered 200 without an access token");
             log_refresh(a, ARS_LOG_ERROR, "failed", status, started, err);
@@ -450,7 +439,7 @@ enum ars_err ars_oauth_access_token(struct ars_redis *r, const struct ars_config
         snprintf(err, errlen, "account %s is not an OAuth account", a->name);
         return ARS_ERR_INVALID;
     }
-    long long now = wall_ms();
+    long long now = ars_wall_ms();
     if (!force_refresh && usable(cfg, a->access_token, a->token_expires_ms, a->refresh_token, now)) {
         *token = strdup(a->access_token);
         return *token ? ARS_OK : ARS_ERR_NOMEM;
@@ -477,7 +466,7 @@ enum ars_err ars_oauth_access_token(struct ars_redis *r, const struct ars_config
             return ARS_ERR_UNAVAILABLE;
         }
         if (won) {
-            long long taken = mono_ms();
+            long long taken = ars_mono_ms();
             rc = refresh_owned(r, cfg, a, force_refresh, taken, token, err, errlen);
             lock_release(r, cfg, key, value);
             return rc;
@@ -494,7 +483,7 @@ enum ars_err ars_oauth_access_token(struct ars_redis *r, const struct ars_config
         int adopted = adopt_stored(cfg, a, force_refresh, &s, token);
         stored_clear(&s);
         if (adopted > 0) {
-            log_refresh(a, ARS_LOG_DEBUG, "adopted", 0, mono_ms(), NULL);
+            log_refresh(a, ARS_LOG_DEBUG, "adopted", 0, ars_mono_ms(), NULL);
             return ARS_OK;
         }
         if (adopted < 0) {

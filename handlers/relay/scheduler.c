@@ -1,4 +1,5 @@
 #include "scheduler.h"
+#include "clock.h"
 
 #include <ctype.h>
 #include <hiredis.h>
@@ -29,12 +30,6 @@ static const char *const families[] = { "opus", "sonnet", "haiku", "fable", "oth
 /* ------------------------------------------------------------------ */
 /* small helpers                                                        */
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static json_object *member(json_object *o, const char *name)
 {
@@ -475,7 +470,7 @@ static enum ars_err get_snapshot(struct ars_redis *r, const struct ars_config *c
     *out = NULL;
     long long ttl = cfg->account_cache_seconds * 1000;
     pthread_mutex_lock(&cache_lock);
-    if (cur && !cur_stale && mono_ms() - cur_loaded_ms < ttl) {
+    if (cur && !cur_stale && ars_mono_ms() - cur_loaded_ms < ttl) {
         atomic_fetch_add(&cur->refs, 1);
         *out = cur;
     }
@@ -498,7 +493,7 @@ static enum ars_err get_snapshot(struct ars_redis *r, const struct ars_config *c
         pthread_mutex_lock(&load_lock);
         /* Another thread just loaded: use its list if still fresh. */
         pthread_mutex_lock(&cache_lock);
-        if (cur && !cur_stale && mono_ms() - cur_loaded_ms < (ttl > 0 ? ttl : 1)) {
+        if (cur && !cur_stale && ars_mono_ms() - cur_loaded_ms < (ttl > 0 ? ttl : 1)) {
             atomic_fetch_add(&cur->refs, 1);
             *out = cur;
         }
@@ -518,7 +513,7 @@ static enum ars_err get_snapshot(struct ars_redis *r, const struct ars_config *c
     if (!err) {
         old = cur;
         cur = fresh;
-        cur_loaded_ms = mono_ms();
+        cur_loaded_ms = ars_mono_ms();
         /* Invalidated while loading: what we read may predate the write. */
         cur_stale = gen != atomic_load(&cache_gen);
     }

@@ -1,4 +1,5 @@
 #include "upstream.h"
+#include "clock.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -23,12 +24,6 @@ struct transfer {
     int timeout_idle;
 };
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct ars_upstream *ars_upstream_new(void)
 {
@@ -103,7 +98,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
     struct transfer *t = arg;
     size_t n = size * nitems;
     struct ars_upstream_headers *h = &t->res->head;
-    t->last_byte_ms = now_ms();
+    t->last_byte_ms = ars_mono_ms();
     if (n >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
         headers_clear(h);
         const char *sp = memchr(buf, ' ', n);
@@ -114,7 +109,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
         /* End of a header block; 1xx blocks are followed by the real one. */
         if (h->status >= 200 && !t->head_done) {
             t->head_done = 1;
-            t->res->ttfb_ms = now_ms() - t->started_ms;
+            t->res->ttfb_ms = ars_mono_ms() - t->started_ms;
             if (t->call->on_head && t->call->on_head(t->call->ctx, h) != 0) {
                 t->aborted = 1;
                 return 0;
@@ -156,7 +151,7 @@ static size_t on_write(char *buf, size_t size, size_t nmemb, void *arg)
 {
     struct transfer *t = arg;
     size_t n = size * nmemb;
-    t->last_byte_ms = now_ms();
+    t->last_byte_ms = ars_mono_ms();
     t->res->bytes += n;
     if (t->res->bytes > t->call->max_response_bytes) {
         t->too_big = 1;
@@ -173,7 +168,7 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
 {
     (void)dltotal; (void)dlnow; (void)ultotal; (void)ulnow;
     struct transfer *t = arg;
-    long long now = now_ms();
+    long long now = ars_mono_ms();
     if (!t->head_done && now - t->started_ms > t->call->first_byte_timeout_ms) {
         t->timeout_head = 1;
         return 1;
@@ -197,7 +192,7 @@ enum ars_err ars_upstream_perform(struct ars_upstream *u, const struct ars_upstr
 {
     memset(res, 0, sizeof(*res));
     struct transfer t = { .call = call, .res = res };
-    t.started_ms = t.last_byte_ms = t.last_tick_ms = now_ms();
+    t.started_ms = t.last_byte_ms = t.last_tick_ms = ars_mono_ms();
     CURL *e = u->easy;
     curl_easy_reset(e);
     curl_easy_setopt(e, CURLOPT_URL, call->url);
@@ -232,7 +227,7 @@ enum ars_err ars_upstream_perform(struct ars_upstream *u, const struct ars_upstr
     }
 
     CURLcode rc = curl_easy_perform(e);
-    res->total_ms = now_ms() - t.started_ms;
+    res->total_ms = ars_mono_ms() - t.started_ms;
     if (rc == CURLE_OK)
         res->outcome = ARS_UP_DONE;
     else if (t.too_big)

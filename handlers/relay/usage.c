@@ -1,4 +1,5 @@
 #include "usage.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -554,12 +555,6 @@ static pthread_mutex_t flush_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Monotonic ms until which Redis counts as down (records queue directly). */
 static _Atomic long long down_until;
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 size_t ars_usage_queued(void)
 {
@@ -622,14 +617,14 @@ enum ars_err ars_usage_record(struct ars_redis *r, const struct ars_config *cfg,
 {
     if (!valid_record(rec))
         return ARS_ERR_INVALID;
-    if (atomic_load(&down_until) > mono_ms())
+    if (atomic_load(&down_until) > ars_mono_ms())
         return keep(cfg, rec, "redis unavailable (recent failure)");
     int skipped;
     char why[256];
     enum ars_err err = apply(r, cfg, rec, 0, &skipped, why, sizeof(why));
     if (err == ARS_OK || err == ARS_ERR_TOOBIG)
         return err;
-    atomic_store(&down_until, mono_ms() + 1000);
+    atomic_store(&down_until, ars_mono_ms() + 1000);
     return keep(cfg, rec, why[0] ? why : ars_err_str(err));
 }
 
@@ -642,7 +637,7 @@ static enum ars_err flush_until(struct ars_redis *r, const struct ars_config *cf
     enum ars_err err = ARS_OK;
     pthread_mutex_lock(&flush_lock);
     for (;;) {
-        if (deadline && mono_ms() > deadline)
+        if (deadline && ars_mono_ms() > deadline)
             break;
         pthread_mutex_lock(&q_lock);
         struct qnode *node = q_head;
@@ -674,7 +669,7 @@ static enum ars_err flush_until(struct ars_redis *r, const struct ars_config *cf
             q_tail = node;
         q_count++;
         pthread_mutex_unlock(&q_lock);
-        atomic_store(&down_until, mono_ms() + 1000);
+        atomic_store(&down_until, ars_mono_ms() + 1000);
         break;
     }
     if (err == ARS_OK)
@@ -860,7 +855,7 @@ static void *usage_main(void *arg)
         const struct ars_config *cfg = ars_config_current();
         if (cfg && ars_usage_queued() > 0) {
             struct ars_usage_flush_result res;
-            enum ars_err e = flush_until(r, cfg, &res, mono_ms() + 5000);
+            enum ars_err e = flush_until(r, cfg, &res, ars_mono_ms() + 5000);
             if (res.applied || res.skipped || (e && !was_failing)) {
                 struct ars_logline l;
                 ars_log_begin(&l, e ? ARS_LOG_WARN : ARS_LOG_INFO, NULL, "usage_flush");
@@ -873,15 +868,15 @@ static void *usage_main(void *arg)
             }
             was_failing = e != ARS_OK;
         }
-        if (cfg && !was_failing && ars_usage_queued() == 0 && mono_ms() >= next_replay) {
+        if (cfg && !was_failing && ars_usage_queued() == 0 && ars_mono_ms() >= next_replay) {
             if (spool_nonempty(cfg)) {
                 struct ars_usage_flush_result res;
                 int busy;
                 enum ars_err e = ars_usage_replay_spool(r, cfg, &res, &busy);
                 /* Another pass right away while a long file shrinks. */
-                next_replay = mono_ms() + (e == ARS_OK && !busy && res.left ? 0 : ARS_USAGE_REPLAY_SECONDS * 1000);
+                next_replay = ars_mono_ms() + (e == ARS_OK && !busy && res.left ? 0 : ARS_USAGE_REPLAY_SECONDS * 1000);
             } else {
-                next_replay = mono_ms() + ARS_USAGE_REPLAY_SECONDS * 1000;
+                next_replay = ars_mono_ms() + ARS_USAGE_REPLAY_SECONDS * 1000;
             }
         }
         for (int i = 0; i < 10 && !atomic_load(&usage_stop_flag); i++)
@@ -920,8 +915,8 @@ void ars_usage_stop(void)
         if (r) {
             struct ars_usage_flush_result res;
             /* A Redis that just failed is not tried again: spool at once. */
-            if (atomic_load(&down_until) <= mono_ms())
-                flush_until(r, cfg, &res, mono_ms() + STOP_FLUSH_MS);
+            if (atomic_load(&down_until) <= ars_mono_ms())
+                flush_until(r, cfg, &res, ars_mono_ms() + STOP_FLUSH_MS);
             ars_redis_free(r);
         }
     }
