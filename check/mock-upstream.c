@@ -68,6 +68,7 @@
 #define MAX_DELAY_MS      (3600u * 1000u)        /* x-mock-delay-ms, x-mock-first-byte-ms */
 #define MAX_SECONDS       (10u * 365u * 86400u)  /* retry-after, reset-in, expires-in */
 #define MAX_USAGE         1000000000000ull       /* each x-mock-usage number */
+#define MAX_TOOL_NAME     64u                    /* x-mock-tool NAME, as Claude's tool names */
 #define MAX_PARAM_VALUE   512u                   /* OAuth form/JSON values */
 #define MAX_LAST_BODY     (256u * 1024u)         /* body bytes kept for /_mock/last-request */
 #define MAX_THREADS       64u
@@ -669,6 +670,8 @@ struct knobs {
 	uint64_t usage[U__COUNT];
 	bool usage_set;
 	enum fault fault;
+	size_t tool_len;        /* x-mock-tool: 0 none */
+	char tool[MAX_TOOL_NAME];
 };
 
 struct knob_def {
@@ -802,6 +805,15 @@ static const char models_json[] =
 
 /* Generated text: JSON-safe, repeated as needed. */
 static const char text_pattern[] = "Hello from the mock upstream. ";
+
+/* x-mock-tool: the tool_use input, whole (non-stream) and as the
+ * input_json_delta fragments of a stream (they concatenate to the whole).
+ * Both are JSON string contents, escapes included. */
+#define TOOL_INPUT_JSON "{\"city\":\"Paris\",\"days\":3}"
+static const char *const tool_input_parts[] = {
+	"{\\\"city\\\":", "\\\"Paris\\\",", "\\\"days\\\":3}"
+};
+#define TOOL_DELTAS ARRAY_LEN(tool_input_parts)
 
 /* ---------------------------------------------------- config and state */
 
@@ -1352,6 +1364,18 @@ static void put_message_head(struct buf *s, const struct plan *p)
 	buf_addc(s, ',');
 }
 
+/* A tool_use content block of x-mock-tool with the given input. */
+static void put_tool_use(struct buf *s, const struct plan *p, const char *input)
+{
+	buf_lit(s, "{\"type\":\"tool_use\",\"id\":\"toolu_mock_");
+	buf_addu(s, p->id);
+	buf_lit(s, "\",\"name\":");
+	buf_add_jstr(s, p->k.tool, p->k.tool_len);
+	buf_lit(s, ",\"input\":");
+	buf_adds(s, input);
+	buf_addc(s, '}');
+}
+
 static void put_text(struct buf *s, uint64_t off, uint64_t len)
 {
 	const size_t plen = sizeof(text_pattern) - 1;
@@ -1388,7 +1412,13 @@ static void reply_message(struct conn *c)
 	put_message_head(s, p);
 	buf_lit(s, "\"content\":[{\"type\":\"text\",\"text\":\"");
 	put_text(s, 0, p->k.text_len);
-	buf_lit(s, "\"}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,");
+	if (p->k.tool_len) {
+		buf_lit(s, "\"},");
+		put_tool_use(s, p, TOOL_INPUT_JSON);
+		buf_lit(s, "],\"stop_reason\":\"tool_use\",\"stop_sequence\":null,");
+	} else {
+		buf_lit(s, "\"}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,");
+	}
 	put_usage(s, &p->k, p->k.usage[U_OUT]);
 	buf_addc(s, '}');
 	send_scratch(c, 200, "application/json", NULL);
@@ -1661,7 +1691,9 @@ static void stream_finish(struct conn *c, bool end_body)
 }
 
 /* Emits stream step p->step: 0 headers + message_start, 1 content_block_start,
- * 2 ping, then the deltas, then content_block_stop, message_delta (usage
+ * 2 ping, then the deltas, then content_block_stop, [x-mock-tool: the
+ * tool_use block at index 1: content_block_start, TOOL_DELTAS
+ * input_json_delta events, content_block_stop,] message_delta (usage
  * counted here) and message_stop + the end of the body. Mid-stream faults
  * replace what follows the first `cut` deltas. */
 static void stream_step(struct conn *c)
@@ -1670,7 +1702,8 @@ static void stream_step(struct conn *c)
 	struct plan *p = &c->plan;
 	const struct knobs *k = &p->k;
 	struct buf *s;
-	uint64_t n = k->chunks, cut = n, step = p->step++, d, from, to;
+	uint64_t n = k->chunks, cut = n, step = p->step++, d, from, to, t;
+	uint64_t tool_steps = k->tool_len ? TOOL_DELTAS + 2 : 0;
 	bool mid = p->fault == F_DISCONNECT_MID || p->fault == F_ERROR_MID;
 
 	if (mid) {
@@ -1729,11 +1762,33 @@ static void stream_step(struct conn *c)
 		ev_begin(w, "content_block_stop");
 		buf_lit(&w->scratch, "{\"type\":\"content_block_stop\",\"index\":0}");
 		ev_end(c);
-	} else if (d - cut == 1) {
+	} else if ((t = d - cut - 1) < tool_steps) {
+		s = &w->scratch;
+		if (t == 0) {
+			ev_begin(w, "content_block_start");
+			buf_lit(s, "{\"type\":\"content_block_start\",\"index\":1,\"content_block\":");
+			put_tool_use(s, p, "{}");
+			buf_addc(s, '}');
+		} else if (t <= TOOL_DELTAS) {
+			ev_begin(w, "content_block_delta");
+			buf_lit(s, "{\"type\":\"content_block_delta\",\"index\":1,"
+				   "\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"");
+			buf_adds(s, tool_input_parts[t - 1]);
+			buf_lit(s, "\"}}");
+		} else {
+			ev_begin(w, "content_block_stop");
+			buf_lit(s, "{\"type\":\"content_block_stop\",\"index\":1}");
+		}
+		ev_end(c);
+	} else if (t == tool_steps) {
 		ev_begin(w, "message_delta");
 		s = &w->scratch;
-		buf_lit(s, "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\","
-			   "\"stop_sequence\":null},\"usage\":{\"output_tokens\":");
+		buf_lit(s, "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":");
+		if (k->tool_len)
+			buf_lit(s, "\"tool_use\"");
+		else
+			buf_lit(s, "\"end_turn\"");
+		buf_lit(s, ",\"stop_sequence\":null},\"usage\":{\"output_tokens\":");
 		buf_addu(s, k->usage[U_OUT]);
 		buf_lit(s, "}}");
 		ev_end(c);
@@ -2096,8 +2151,30 @@ static enum fault fault_prefix(const char *s, size_t n, bool whole)
 	return best;
 }
 
+static bool is_tool_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+	       (ch >= '0' && ch <= '9') || ch == '_';
+}
+
+/* x-mock-tool NAME: [A-Za-z0-9_]{1,64}. */
+static bool set_tool(struct knobs *k, const char *v, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > MAX_TOOL_NAME)
+		return false;
+	for (i = 0; i < n; i++)
+		if (!is_tool_char(v[i]))
+			return false;
+	memcpy(k->tool, v, n);
+	k->tool_len = n;
+	return true;
+}
+
 /* Knobs in the model name: "mock-fault-<NAME>", "mock-<knob>-<digits>",
- * "mock-usage-I_O_C5_C1_R". Header knobs are applied after these. */
+ * "mock-usage-I_O_C5_C1_R", "mock-tool-<NAME>" (NAME ends at the first
+ * character outside [A-Za-z0-9_]). Header knobs are applied after these. */
 static bool model_knobs(struct plan *p)
 {
 	const char *m = p->model, *at, *end = p->model + p->model_len, *v;
@@ -2145,6 +2222,17 @@ static bool model_knobs(struct plan *p)
 		}
 		p->k.usage_set = true;
 	}
+	at = memmem(m, p->model_len, "mock-tool-", 10);
+	if (at) {
+		v = at + 10;
+		for (vl = 0; v + vl < end && is_tool_char(v[vl]); vl++)
+			;
+		if (!set_tool(&p->k, v, vl)) {
+			plan_bad(p, "mock-upstream: bad mock-tool-NAME in model name "
+				    "(NAME: 1 to 64 of A-Z a-z 0-9 _)");
+			return false;
+		}
+	}
 	return true;
 }
 
@@ -2170,6 +2258,16 @@ static bool header_knobs(struct conn *c)
 				return false;
 			}
 			p->k.usage_set = true;
+			continue;
+		}
+		if (mem_eq(name, h->name_len, "x-mock-tool")) {
+			if (!set_tool(&p->k, val, h->val_len)) {
+				plan_bad(p, "mock-upstream: bad x-mock-tool (want 1 to 64 of "
+					    "A-Z a-z 0-9 _): ");
+				p->bad_what = val;
+				p->bad_what_len = h->val_len;
+				return false;
+			}
 			continue;
 		}
 		if (mem_eq(name, h->name_len, "x-mock-fault")) {
@@ -2780,7 +2878,11 @@ static void usage(FILE *f)
 	      "headers win:\n"
 	      "  x-mock-usage         I,O,C5,C1,R  input, output, cache write 5m, cache write 1h,\n"
 	      "                       cache read (default 10,20,0,0,0; model: mock-usage-I_O_C5_C1_R)\n"
-	      "  x-mock-fault         NAME (model: mock-fault-NAME)\n", f);
+	      "  x-mock-fault         NAME (model: mock-fault-NAME)\n"
+	      "  x-mock-tool          NAME  after the text, a tool_use block (index 1) calling NAME\n"
+	      "                       ([A-Za-z0-9_], at most 64) with input {\"city\":\"Paris\",\"days\":3}\n"
+	      "                       (3 input_json_delta events in a stream), stop_reason tool_use\n"
+	      "                       (model: mock-tool-NAME)\n", f);
 	for (i = 0; i < ARRAY_LEN(knob_defs); i++) {
 		if (knob_defs[i].def == KNOB_AUTO)
 			fprintf(f, "  %-20s N    %s\n", knob_defs[i].header, knob_defs[i].help);

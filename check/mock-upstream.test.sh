@@ -288,6 +288,51 @@ check "stats: per fault (mid-stream)" has st '"disconnect-mid-stream":1,"error-m
 check "stats: usage sums only completed responses" has st \
 	'"usage":{"input":11,"output":22,"cache5m":33,"cache1h":44,"cache_read":55}'
 
+echo "# tool use (x-mock-tool / mock-tool-NAME)"
+req tu1 "${J[@]}" "$U/v1/messages" -H 'x-mock-tool: get_weather' -H 'x-mock-text-len: 5' -H 'x-mock-usage: 3,4' -d '{"model":"m"}'
+check "tool, non-stream: 200" is "$(status tu1)" 200
+check "tool, non-stream: valid JSON" json_ok tu1
+tid=$(hdr tu1 request-id)
+check "tool, non-stream: a text block, then tool_use toolu_mock_<n> with the fixed input" has tu1 \
+	"\"content\":[{\"type\":\"text\",\"text\":\"Hello\"},{\"type\":\"tool_use\",\"id\":\"toolu_mock_${tid#req_mock_}\",\"name\":\"get_weather\",\"input\":{\"city\":\"Paris\",\"days\":3}}],\"stop_reason\":\"tool_use\",\"stop_sequence\":null,"
+check "tool, non-stream: usage as usual" has tu1 '"input_tokens":3,'
+req tu2 "${J[@]}" "$U/v1/messages" -d '{"model":"claude-sonnet-5-mock-tool-lookup_City2-mock-usage-7_8_0_0_0"}'
+check "tool by model name: NAME ends at the next '-' and other knobs still apply" test \
+	"$(grep -c '"name":"lookup_City2","input":{"city":"Paris","days":3}}],"stop_reason":"tool_use"' "$tmp/tu2.b")$(grep -c '"input_tokens":7,' "$tmp/tu2.b")" = 11
+req tu3 "${J[@]}" "$U/v1/messages" -H 'x-mock-tool: from_header' -d '{"model":"claude-mock-tool-from_model"}'
+check "tool: the header wins over the model name" has tu3 '"name":"from_header"'
+req tu4 "${J[@]}" "$U/v1/messages" -d '{"model":"claude-sonnet-5"}'
+check "no tool knob: no tool_use block, stop_reason end_turn" test \
+	"$(grep -c tool_use "$tmp/tu4.b"):$(grep -c '"stop_reason":"end_turn"' "$tmp/tu4.b")" = 0:1
+req ts1 "${J[@]}" -N "$U/v1/messages" -H 'x-mock-chunks: 2' -H 'x-mock-usage: 1,9' -d '{"model":"claude-mock-tool-get_weather","stream":true}'
+check "tool, stream: 200 text/event-stream that ends cleanly" is "$(status ts1) $(hdr ts1 content-type) $(rc ts1)" "200 text/event-stream 0"
+order=$(sed -n 's/^event: //p' "$tmp/ts1.b" | paste -sd' ' -)
+check "tool, stream: text block, then the tool_use block with 3 deltas, then message_delta/stop" is "$order" \
+	"message_start content_block_start ping content_block_delta content_block_delta content_block_stop content_block_start content_block_delta content_block_delta content_block_delta content_block_stop message_delta message_stop"
+check "tool, stream: every event has one data line" is "$(grep -c '^data: {' "$tmp/ts1.b")" 13
+tid=$(hdr ts1 request-id)
+check "tool, stream: content_block_start index 1 with empty input" has ts1 \
+	"data: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_mock_${tid#req_mock_}\",\"name\":\"get_weather\",\"input\":{}}}"
+check "tool, stream: input_json_delta events at index 1" test \
+	"$(grep -c '^data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"' "$tmp/ts1.b")" = 3
+joined=$(sed -n 's/^data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"\(.*\)"}}$/\1/p' "$tmp/ts1.b" | tr -d '\n')
+check "tool, stream: partial_json fragments join to the input" is "$joined" '{\"city\":\"Paris\",\"days\":3}'
+if command -v jq >/dev/null 2>&1; then
+	joined=$(sed -n 's/^data: //p' "$tmp/ts1.b" | jq -rj 'select(.delta.type? == "input_json_delta") | .delta.partial_json')
+	check "tool, stream: decoded fragments are exactly {\"city\":\"Paris\",\"days\":3}" is "$joined" '{"city":"Paris","days":3}'
+fi
+check "tool, stream: the tool block is closed at index 1" has ts1 'data: {"type":"content_block_stop","index":1}'
+check "tool, stream: message_delta stop_reason tool_use with output_tokens" has ts1 \
+	'data: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":9}}'
+req tb1 "${J[@]}" "$U/v1/messages" -H 'x-mock-tool: bad-name' -d '{"model":"m"}'
+check "x-mock-tool with a bad NAME is a 400 naming it" test "$(status tb1)" = 400 -a "$(grep -c bad-name "$tmp/tb1.b")" = 1
+req tb2 "${J[@]}" "$U/v1/messages" -d '{"model":"claude-mock-tool-"}'
+check "mock-tool- without a NAME in the model name is a 400" is "$(status tb2)" 400
+long=$(printf 'n%.0s' $(seq 65))
+req tb3 "${J[@]}" "$U/v1/messages" -H "x-mock-tool: $long" -d '{"model":"m"}'
+req tb4 "${J[@]}" "$U/v1/messages" -H "x-mock-tool: ${long:1}" -d '{"model":"m"}'
+check "x-mock-tool NAME: 64 characters accepted, 65 refused" is "$(status tb4)/$(status tb3)" 200/400
+
 echo "# robustness"
 for i in 1 2 3 4 5 6 7 8 9 10; do
 	head -c $((i * 300)) /dev/urandom | curl -s -m 2 -o /dev/null --data-binary @- "$U/v1/messages" 2>/dev/null
