@@ -38,7 +38,7 @@
 #include "usage.h"
 #include "worker.h"
 
-#define ERROR_BODY_MAX (1024 * 1024)     /* upstream error bodies kept for the client */
+#define CONVERTED_SLACK (1024 * 1024)    /* converted OpenAI answers may outgrow the Claude one */
 #define MAX_TRIED 16
 
 
@@ -686,9 +686,10 @@ static void relay_messages(struct ars_request *req, int count_tokens, int openai
     rl->openai = openai;
     rl->route_family = openai ? "openai" : "claude";
     rl->started_ms = ars_mono_ms();
-    ars_buf_init(&rl->held, ERROR_BODY_MAX);
+    /* A whole non-stream answer is held before it is passed on. */
+    ars_buf_init(&rl->held, (size_t)cfg->upstream_max_response_bytes);
     ars_buf_init(&rl->claude_body, (size_t)cfg->request_max_bytes + 65536);
-    ars_buf_init(&rl->out, ERROR_BODY_MAX + (size_t)cfg->upstream_max_response_bytes);
+    ars_buf_init(&rl->out, CONVERTED_SLACK + 2 * (size_t)cfg->upstream_max_response_bytes);
     if (ars_arena_on_reset(req->arena, relay_release_leases, rl)) {
         ars_resp_error(req, 503, NULL, "out of memory");
         return;
