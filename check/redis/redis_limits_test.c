@@ -514,33 +514,33 @@ static void test_usage_counters(void)
     check(ok && ars_usage_queued() == 0, "%d usage records applied directly", n);
     char key[256], why[512] = "";
     int match = 1;
-    snprintf(key, sizeof(key), "%susage:key:%s:total", P, k.id);
+    snprintf(key, sizeof(key), "%susage:key:{%s}:total", P, k.id);
     match &= sums_match(key, &key_total, why, sizeof(why));
-    snprintf(key, sizeof(key), "%susage:key:%s:d:20300116", P, k.id);
+    snprintf(key, sizeof(key), "%susage:key:{%s}:d:20300116", P, k.id);
     match &= match && sums_match(key, &key_total, why, sizeof(why));
-    snprintf(key, sizeof(key), "%susage:key:%s:m:203001", P, k.id);
+    snprintf(key, sizeof(key), "%susage:key:{%s}:m:203001", P, k.id);
     match &= match && sums_match(key, &key_total, why, sizeof(why));
     check(match, "key total, day and month counters equal the sum of the records %s", why);
     match = 1;
-    snprintf(key, sizeof(key), "%susage:key:%s:h:2030011610", P, k.id);
+    snprintf(key, sizeof(key), "%susage:key:{%s}:h:2030011610", P, k.id);
     match &= sums_match(key, &key_h10, why, sizeof(why));
-    snprintf(key, sizeof(key), "%susage:key:%s:h:2030011611", P, k.id);
+    snprintf(key, sizeof(key), "%susage:key:{%s}:h:2030011611", P, k.id);
     match &= match && sums_match(key, &key_h11, why, sizeof(why));
     check(match, "hour buckets split the records by their UTC hour %s", why);
     match = 1;
     for (int i = 0; i < 2; i++) {
-        snprintf(key, sizeof(key), "%susage:account:%s:total", P, accounts[i]);
+        snprintf(key, sizeof(key), "%susage:account:{%s}:total", P, accounts[i]);
         match &= match && sums_match(key, &acc[i], why, sizeof(why));
-        snprintf(key, sizeof(key), "%susage:model:%s:d:20300116", P, models[i]);
+        snprintf(key, sizeof(key), "%susage:model:{%s}:d:20300116", P, models[i]);
         match &= match && sums_match(key, &model[i], why, sizeof(why));
     }
     check(match, "account and model counters equal the sums of their records (incl. cache 5m/1h) %s", why);
     check(rll("GET %slim:{%s}:cost:total", P, k.id) == key_total.v[6] &&
               rll("GET %slim:{%s}:cost:d:20300116", P, k.id) == key_total.v[6],
           "the key's total and daily cost counters equal the summed cost");
-    long long ttl_h = rll("TTL %susage:key:%s:h:2030011610", P, k.id);
-    long long ttl_d = rll("TTL %susage:key:%s:d:20300116", P, k.id);
-    long long ttl_m = rll("TTL %susage:key:%s:m:203001", P, k.id);
+    long long ttl_h = rll("TTL %susage:key:{%s}:h:2030011610", P, k.id);
+    long long ttl_d = rll("TTL %susage:key:{%s}:d:20300116", P, k.id);
+    long long ttl_m = rll("TTL %susage:key:{%s}:m:203001", P, k.id);
     check(ttl_h > 0 && ttl_h <= 3 * 86400 && ttl_d > 399 * 86400 && ttl_d <= 400 * 86400 && ttl_m == -1,
           "hour buckets live 3 days, day buckets 400 days, month buckets forever (%lld %lld %lld)", ttl_h, ttl_d,
           ttl_m);
@@ -807,7 +807,7 @@ static void test_outage(void)
     check(fe == ARS_OK && res.applied == 2 && res.left == 0,
           "after Redis returns a flush applies both records (applied %zu, left %zu)", res.applied, res.left);
     char key[256];
-    snprintf(key, sizeof(key), "%susage:key:%s:total", P, k.id);
+    snprintf(key, sizeof(key), "%susage:key:{%s}:total", P, k.id);
     check(rll("HGET %s input", key) == 300 && rll("HGET %s requests", key) == 2 && rll("HGET %s cost", key) == 3000 &&
               rll("HGET %s cache_1h", key) == 14,
           "the queued records were applied exactly once");

@@ -535,6 +535,43 @@ static enum ars_err get_snapshot(struct ars_redis *r, const struct ars_config *c
     return ARS_OK;
 }
 
+/* A list loaded after since_ms, waiting for a load in progress rather
+ * than falling back to the previous list: for when the previous list
+ * lacks an account the request is bound to (it may be brand new). */
+static enum ars_err get_fresh_snapshot(struct ars_redis *r, const struct ars_config *cfg, long long since_ms,
+                                       struct snapshot **out, char *errbuf, size_t errlen)
+{
+    *out = NULL;
+    pthread_mutex_lock(&load_lock);
+    pthread_mutex_lock(&cache_lock);
+    if (cur && !cur_stale && cur_loaded_ms >= since_ms) {
+        atomic_fetch_add(&cur->refs, 1);
+        *out = cur;
+    }
+    pthread_mutex_unlock(&cache_lock);
+    if (*out) {
+        pthread_mutex_unlock(&load_lock);
+        return ARS_OK;
+    }
+    unsigned gen = atomic_load(&cache_gen);
+    struct snapshot *fresh = NULL, *old = NULL;
+    errbuf[0] = '\0';
+    enum ars_err err = load_snapshot(r, cfg, &fresh, errbuf, errlen);
+    pthread_mutex_lock(&cache_lock);
+    if (!err) {
+        old = cur;
+        cur = fresh;
+        cur_loaded_ms = ars_mono_ms();
+        cur_stale = gen != atomic_load(&cache_gen);
+        atomic_fetch_add(&cur->refs, 1);
+        *out = cur;
+    }
+    pthread_mutex_unlock(&cache_lock);
+    pthread_mutex_unlock(&load_lock);
+    snapshot_release(old);
+    return err;
+}
+
 enum ars_err ars_sched_account(struct ars_redis *r, const struct ars_config *cfg, const char *id,
                                struct ars_account **out)
 {
@@ -790,6 +827,30 @@ static void session_key_part(const char *session, char *out, size_t n)
         snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
+/* The accounts of snapshot s this request may use: the bound account or
+ * group (or the whole pool), schedulable, not excluded by failover. */
+static void collect(const struct snapshot *s, const char *dedicated, const char *group,
+                    const char *const *exclude_ids, size_t nexclude, const struct ars_account **cand,
+                    size_t *ncand, size_t *in_scope, size_t *nexcluded)
+{
+    *ncand = *in_scope = *nexcluded = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const struct ars_account *a = s->accounts[i];
+        if (dedicated && strcmp(a->id, dedicated) != 0)
+            continue;
+        if (group && !in_group(a, group))
+            continue;
+        (*in_scope)++;
+        if (!schedulable(a))
+            continue;
+        if (excluded(a->id, exclude_ids, nexclude)) {
+            (*nexcluded)++;
+            continue;
+        }
+        cand[(*ncand)++] = a;
+    }
+}
+
 enum ars_err ars_sched_pick(struct ars_redis *r, const struct ars_config *cfg, const struct ars_key *k,
                             const char *model, const char *session_hash, const char *request_id,
                             const char *const *exclude_ids, size_t nexclude, long long now_ms,
@@ -808,6 +869,7 @@ enum ars_err ars_sched_pick(struct ars_redis *r, const struct ars_config *cfg, c
     }
     struct snapshot *s = NULL;
     char errbuf[256];
+    long long started_ms = ars_mono_ms();
     enum ars_err err = get_snapshot(r, cfg, &s, errbuf, sizeof(errbuf));
     if (err) {
         snprintf(why, whylen, "account list unavailable (%s)", errbuf[0] ? errbuf : ars_err_str(err));
@@ -827,20 +889,23 @@ enum ars_err ars_sched_pick(struct ars_redis *r, const struct ars_config *cfg, c
         goto out;
     }
     size_t ncand = 0, in_scope = 0, nexcluded = 0;
-    for (size_t i = 0; i < s->n; i++) {
-        const struct ars_account *a = s->accounts[i];
-        if (dedicated && strcmp(a->id, dedicated) != 0)
-            continue;
-        if (group && !in_group(a, group))
-            continue;
-        in_scope++;
-        if (!schedulable(a))
-            continue;
-        if (excluded(a->id, exclude_ids, nexclude)) {
-            nexcluded++;
-            continue;
+    collect(s, dedicated, group, exclude_ids, nexclude, cand, &ncand, &in_scope, &nexcluded);
+    if (in_scope == 0 && (dedicated || group)) {
+        /* The bound account is not in this list: it may be newer than the
+         * list. Wait for a fresh one before calling it unavailable. */
+        struct snapshot *fresh;
+        if (get_fresh_snapshot(r, cfg, started_ms, &fresh, errbuf, sizeof(errbuf)) == ARS_OK) {
+            const struct ars_account **more = calloc(fresh->n ? fresh->n : 1, sizeof(*more));
+            if (more) {
+                snapshot_release(s);
+                s = fresh;
+                free(cand);
+                cand = more;
+                collect(s, dedicated, group, exclude_ids, nexclude, cand, &ncand, &in_scope, &nexcluded);
+            } else {
+                snapshot_release(fresh);
+            }
         }
-        cand[ncand++] = a;
     }
     if (!ncand) {
         why_no_candidates(s, dedicated, group, in_scope, nexcluded, why, whylen);

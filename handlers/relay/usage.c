@@ -177,30 +177,45 @@ static void utc(long long ms, struct tm *tm)
     gmtime_r(&t, tm);
 }
 
-/* HINCRBY of one counter hash; token fields that are 0 are not sent. */
-static void add_counters(struct pipe *p, const char *key, const char *const vals[7], const long long nums[7],
-                         long long ttl_seconds)
-{
-    static const char *const fields[7] = { "requests", "input", "output", "cache_5m", "cache_1h",
-                                           "cache_read", "cost" };
-    for (int i = 0; i < 7; i++)
-        if (nums[i] != 0)
-            p_cmd(p, "HINCRBY", key, fields[i], vals[i], (char *)NULL);
-    if (ttl_seconds > 0)
-        p_cmd(p, "EXPIRE", key, p_num(p, ttl_seconds), (char *)NULL);
-}
+/* One entity's four buckets (hour, day, month, total) in one EVAL: a
+ * few hundred bytes instead of up to 28 HINCRBY/EXPIRE commands for
+ * hiredis to format and Redis to parse. The keys share the entity's hash
+ * tag, so the script stays cluster-safe. Token fields that are 0 are not
+ * sent. The script text goes with each call (EVAL, not EVALSHA): Redis
+ * keeps it compiled, and a restarted Redis cannot answer NOSCRIPT halfway
+ * through a pipeline whose applied-marker is already set. */
+static const char counters_script[] =
+    "for i = 1, 4 do\n"
+    "  for j = 3, #ARGV, 2 do redis.call('HINCRBY', KEYS[i], ARGV[j], ARGV[j + 1]) end\n"
+    "end\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
+    "redis.call('EXPIRE', KEYS[2], ARGV[2])\n"
+    "return 1\n";
 
 static void add_entity(struct pipe *p, const struct ars_config *cfg, const char *kind, const char *id,
                        const struct tm *tm, const char *const vals[7], const long long nums[7])
 {
+    static const char *const fields[7] = { "requests", "input", "output", "cache_5m", "cache_1h",
+                                           "cache_read", "cost" };
     int y = tm->tm_year + 1900, mo = tm->tm_mon + 1;
     const char *pre = cfg->redis_key_prefix;
-    add_counters(p, p_fmt(p, "%susage:%s:%s:h:%04d%02d%02d%02d", pre, kind, id, y, mo, tm->tm_mday, tm->tm_hour),
-                 vals, nums, ARS_USAGE_HOUR_TTL_SECONDS);
-    add_counters(p, p_fmt(p, "%susage:%s:%s:d:%04d%02d%02d", pre, kind, id, y, mo, tm->tm_mday), vals, nums,
-                 ARS_USAGE_DAY_TTL_SECONDS);
-    add_counters(p, p_fmt(p, "%susage:%s:%s:m:%04d%02d", pre, kind, id, y, mo), vals, nums, 0);
-    add_counters(p, p_fmt(p, "%susage:%s:%s:total", pre, kind, id), vals, nums, 0);
+    p_begin(p);
+    p_arg(p, "EVAL");
+    p_arg(p, counters_script);
+    p_arg(p, "4");
+    p_arg(p, p_fmt(p, "%susage:%s:{%s}:h:%04d%02d%02d%02d", pre, kind, id, y, mo, tm->tm_mday, tm->tm_hour));
+    p_arg(p, p_fmt(p, "%susage:%s:{%s}:d:%04d%02d%02d", pre, kind, id, y, mo, tm->tm_mday));
+    p_arg(p, p_fmt(p, "%susage:%s:{%s}:m:%04d%02d", pre, kind, id, y, mo));
+    p_arg(p, p_fmt(p, "%susage:%s:{%s}:total", pre, kind, id));
+    p_arg(p, p_num(p, ARS_USAGE_HOUR_TTL_SECONDS));
+    p_arg(p, p_num(p, ARS_USAGE_DAY_TTL_SECONDS));
+    for (int i = 0; i < 7; i++) {
+        if (nums[i] != 0) {
+            p_arg(p, fields[i]);
+            p_arg(p, vals[i]);
+        }
+    }
+    p_end(p);
 }
 
 /* Fills p with every command of rec, the applied-marker first. */

@@ -6,7 +6,7 @@
  * What one record writes (P = REDIS_KEY_PREFIX; layout in
  * docs/internals/relay-modules.md):
  *   P usage:done:RID                       SET NX EX 2 days: the record's applied-marker
- *   P usage:{key:KID,account:AID,model:MODEL}:{h:YYYYMMDDHH,d:YYYYMMDD,m:YYYYMM,total}
+ *   P usage:{key,account,model}:{ID}:{h:YYYYMMDDHH,d:YYYYMMDD,m:YYYYMM,total} (ID as a hash tag)
  *       HINCRBY requests 1, input, output, cache_5m, cache_1h, cache_read,
  *       cost (micros); hour buckets expire after 3 days, day buckets
  *       after 400; a token field that is 0 is not sent (missing = 0)
