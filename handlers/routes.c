@@ -5,6 +5,7 @@ const struct ars_route ars_routes[] = {
     { "GET", "/health", ars_handle_health, ARS_SHAPE_PLAIN, ARS_ROUTE_NO_BODY },
     { "GET", "/metrics", ars_handle_metrics, ARS_SHAPE_PLAIN, ARS_ROUTE_NO_BODY },
     { "GET", "/", ars_handle_probe, ARS_SHAPE_ANTHROPIC, ARS_ROUTE_NO_BODY },
+    { "GET", "/api", ars_handle_probe, ARS_SHAPE_ANTHROPIC, ARS_ROUTE_NO_BODY },
     { "GET", "/api/", ars_handle_probe, ARS_SHAPE_ANTHROPIC, ARS_ROUTE_NO_BODY },
     { "POST", "/api/v1/messages", ars_handle_messages, ARS_SHAPE_ANTHROPIC, 0 },
     { "POST", "/claude/v1/messages", ars_handle_messages, ARS_SHAPE_ANTHROPIC, 0 },
