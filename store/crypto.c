@@ -276,13 +276,34 @@ out:
     return err;
 }
 
+/* Runs one of OpenSSL's KDFs by name with ready parameters. A failure
+ * after the callers' argument checks is an allocation failure. */
+static enum ars_err run_kdf(const char *name, const OSSL_PARAM *params, void *out, size_t outlen)
+{
+    enum ars_err err = ARS_OK;
+    EVP_KDF_CTX *ctx = NULL;
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, name, NULL);
+    if (!kdf) {
+        err = ossl_fail(ARS_ERR_UNAVAILABLE);
+        goto out;
+    }
+    ctx = EVP_KDF_CTX_new(kdf);
+    if (!ctx) {
+        err = ossl_fail(ARS_ERR_NOMEM);
+        goto out;
+    }
+    if (EVP_KDF_derive(ctx, out, outlen, params) != 1)
+        err = ossl_fail(ARS_ERR_NOMEM);
+out:
+    EVP_KDF_CTX_free(ctx);
+    EVP_KDF_free(kdf);
+    return err;
+}
+
 enum ars_err ars_crypto_hkdf_sha256(const void *ikm, size_t ikmlen, const void *salt,
                                     size_t saltlen, const void *info, size_t infolen,
                                     void *out, size_t outlen)
 {
-    enum ars_err err = ARS_OK;
-    EVP_KDF *kdf = NULL;
-    EVP_KDF_CTX *ctx = NULL;
     OSSL_PARAM params[5], *p = params;
 
     *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
@@ -295,24 +316,7 @@ enum ars_err ars_crypto_hkdf_sha256(const void *ikm, size_t ikmlen, const void *
 
     if (!ikm || !ikmlen || !outlen || outlen > 255 * 32)
         return ARS_ERR_INVALID;
-    kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-    if (!kdf) {
-        err = ossl_fail(ARS_ERR_UNAVAILABLE);
-        goto out;
-    }
-    ctx = EVP_KDF_CTX_new(kdf);
-    if (!ctx) {
-        err = ossl_fail(ARS_ERR_NOMEM);
-        goto out;
-    }
-    if (EVP_KDF_derive(ctx, out, outlen, params) != 1) {
-        err = ossl_fail(ARS_ERR_NOMEM);
-        goto out;
-    }
-out:
-    EVP_KDF_CTX_free(ctx);
-    EVP_KDF_free(kdf);
-    return err;
+    return run_kdf("HKDF", params, out, outlen);
 }
 
 /* Memory OpenSSL's scrypt allocates: B (128*r*p) and V (128*r*(N+2)).
@@ -331,9 +335,7 @@ enum ars_err ars_crypto_scrypt(const void *pass, size_t passlen, const void *sal
                                size_t saltlen, uint64_t n, uint32_t r, uint32_t p,
                                void *out, size_t outlen)
 {
-    enum ars_err err = ARS_OK;
-    EVP_KDF *kdf = NULL;
-    EVP_KDF_CTX *ctx = NULL;
+    enum ars_err err;
     uint64_t maxmem = ARS_CRYPTO_SCRYPT_MAX_MEM;
 
     if (n < 2 || (n & (n - 1)) || r == 0 || p == 0 || outlen == 0)
@@ -361,26 +363,9 @@ enum ars_err ars_crypto_scrypt(const void *pass, size_t passlen, const void *sal
         OSSL_PARAM_construct_end()
     };
 
-    kdf = EVP_KDF_fetch(NULL, "SCRYPT", NULL);
-    if (!kdf) {
-        err = ossl_fail(ARS_ERR_UNAVAILABLE);
-        goto out;
-    }
-    ctx = EVP_KDF_CTX_new(kdf);
-    if (!ctx) {
-        err = ossl_fail(ARS_ERR_NOMEM);
-        goto out;
-    }
     /* Arguments were checked above, so a failure here is the large
-     * allocation (or OpenSSL's own limits on r and p: invalid). */
-    if (EVP_KDF_derive(ctx, out, outlen, params) != 1) {
-        err = ossl_fail(ARS_ERR_NOMEM);
-        goto out;
-    }
-out:
-    EVP_KDF_CTX_free(ctx);
-    EVP_KDF_free(kdf);
-    return err;
+     * allocation (or OpenSSL's own limits on r and p). */
+    return run_kdf("SCRYPT", params, out, outlen);
 }
 
 enum ars_err ars_crypto_gcm_seal(const unsigned char key[32], const unsigned char nonce[12],
