@@ -4,6 +4,7 @@
 #ifndef ARS_TEST_MEMIO_H
 #define ARS_TEST_MEMIO_H
 
+#include <json.h>
 #include <string.h>
 #include <sys/types.h>
 
@@ -75,6 +76,18 @@ static inline const char *memio_body(const struct memio *m)
 {
     const char *p = m->out.data ? strstr(m->out.data, "\r\n\r\n") : NULL;
     return p ? p + 4 : "";
+}
+
+/* o[a] or o[a][b] as a string (NULL when absent), for asserting on JSON
+ * answers. */
+static inline const char *json_member_str(struct json_object *o, const char *a, const char *b)
+{
+    struct json_object *x, *y;
+    if (!json_object_object_get_ex(o, a, &x))
+        return NULL;
+    if (!b)
+        return json_object_get_string(x);
+    return json_object_object_get_ex(x, b, &y) ? json_object_get_string(y) : NULL;
 }
 
 #endif

@@ -57,16 +57,6 @@ static json_object *error_json(enum ars_error_shape shape, int status, const cha
     return o;
 }
 
-static const char *path(json_object *o, const char *a, const char *b)
-{
-    json_object *x, *y;
-    if (!json_object_object_get_ex(o, a, &x))
-        return NULL;
-    if (!b)
-        return json_object_get_string(x);
-    return json_object_object_get_ex(x, b, &y) ? json_object_get_string(y) : NULL;
-}
-
 START_TEST(anthropic_errors_carry_type_by_status)
 {
     static const struct { int status; const char *type; } cases[] = {
@@ -77,9 +67,9 @@ START_TEST(anthropic_errors_carry_type_by_status)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         json_object *o = error_json(ARS_SHAPE_ANTHROPIC, cases[i].status, NULL, "msg \"quoted\"\n");
-        ck_assert_str_eq(path(o, "type", NULL), "error");
-        ck_assert_str_eq(path(o, "error", "type"), cases[i].type);
-        ck_assert_str_eq(path(o, "error", "message"), "msg \"quoted\"\n");
+        ck_assert_str_eq(json_member_str(o, "type", NULL), "error");
+        ck_assert_str_eq(json_member_str(o, "error", "type"), cases[i].type);
+        ck_assert_str_eq(json_member_str(o, "error", "message"), "msg \"quoted\"\n");
         json_object_put(o);
     }
 }
@@ -88,12 +78,12 @@ END_TEST
 START_TEST(openai_errors_have_message_type_and_code)
 {
     json_object *o = error_json(ARS_SHAPE_OPENAI, 401, NULL, "Invalid API key");
-    ck_assert_str_eq(path(o, "error", "message"), "Invalid API key");
-    ck_assert_str_eq(path(o, "error", "type"), "authentication_error");
-    ck_assert_str_eq(path(o, "error", "code"), "invalid_api_key");
+    ck_assert_str_eq(json_member_str(o, "error", "message"), "Invalid API key");
+    ck_assert_str_eq(json_member_str(o, "error", "type"), "authentication_error");
+    ck_assert_str_eq(json_member_str(o, "error", "code"), "invalid_api_key");
     json_object_put(o);
     o = error_json(ARS_SHAPE_OPENAI, 429, NULL, "slow down");
-    ck_assert_str_eq(path(o, "error", "code"), "rate_limit_exceeded");
+    ck_assert_str_eq(json_member_str(o, "error", "code"), "rate_limit_exceeded");
     json_object_put(o);
 }
 END_TEST
@@ -101,7 +91,7 @@ END_TEST
 START_TEST(explicit_error_type_overrides_the_default)
 {
     json_object *o = error_json(ARS_SHAPE_ANTHROPIC, 503, "overloaded_error", "no account");
-    ck_assert_str_eq(path(o, "error", "type"), "overloaded_error");
+    ck_assert_str_eq(json_member_str(o, "error", "type"), "overloaded_error");
     json_object_put(o);
 }
 END_TEST

@@ -93,24 +93,14 @@ static const char *status_line(void)
     return line;
 }
 
-static const char *jstr(json_object *o, const char *a, const char *b)
-{
-    json_object *x, *y;
-    if (!json_object_object_get_ex(o, a, &x))
-        return NULL;
-    if (!b)
-        return json_object_get_string(x);
-    return json_object_object_get_ex(x, b, &y) ? json_object_get_string(y) : NULL;
-}
-
 START_TEST(matches_literal_and_parameter_routes)
 {
     json_object *o = run("GET", "/admin/api/keys/key%2D42", NULL);
     ck_assert_str_eq(status_line(), "Status: 200 OK");
-    ck_assert_str_eq(jstr(o, "id", NULL), "key-42");
+    ck_assert_str_eq(json_member_str(o, "id", NULL), "key-42");
     json_object_put(o);
     o = run("DELETE", "/admin/api/keys/7", NULL);
-    ck_assert_str_eq(jstr(o, "id", NULL), "7");
+    ck_assert_str_eq(json_member_str(o, "id", NULL), "7");
     json_object_put(o);
 }
 END_TEST
@@ -127,9 +117,9 @@ START_TEST(unknown_route_is_404_in_anthropic_shape)
 {
     json_object *o = run("GET", "/nope", NULL);
     ck_assert_str_eq(status_line(), "Status: 404 Not Found");
-    ck_assert_str_eq(jstr(o, "type", NULL), "error");
-    ck_assert_str_eq(jstr(o, "error", "type"), "not_found_error");
-    ck_assert_ptr_nonnull(strstr(jstr(o, "error", "message"), "/nope"));
+    ck_assert_str_eq(json_member_str(o, "type", NULL), "error");
+    ck_assert_str_eq(json_member_str(o, "error", "type"), "not_found_error");
+    ck_assert_ptr_nonnull(strstr(json_member_str(o, "error", "message"), "/nope"));
     json_object_put(o);
 }
 END_TEST
@@ -138,8 +128,8 @@ START_TEST(unknown_openai_route_is_404_in_openai_shape)
 {
     json_object *o = run("GET", "/openai/v1/nothing", NULL);
     ck_assert_str_eq(status_line(), "Status: 404 Not Found");
-    ck_assert_ptr_nonnull(jstr(o, "error", "message"));
-    ck_assert_str_eq(jstr(o, "error", "code"), "not_found");
+    ck_assert_ptr_nonnull(json_member_str(o, "error", "message"));
+    ck_assert_str_eq(json_member_str(o, "error", "code"), "not_found");
     json_object_put(o);
 }
 END_TEST
@@ -148,7 +138,7 @@ START_TEST(wrong_method_is_405)
 {
     json_object *o = run("GET", "/api/v1/messages", NULL);
     ck_assert_str_eq(status_line(), "Status: 405 Method Not Allowed");
-    ck_assert_str_eq(jstr(o, "error", "type"), "invalid_request_error");
+    ck_assert_str_eq(json_member_str(o, "error", "type"), "invalid_request_error");
     json_object_put(o);
 }
 END_TEST
@@ -168,13 +158,13 @@ START_TEST(body_over_cap_is_413_in_the_routes_shape)
     big[1500] = '\0';
     json_object *o = run("POST", "/api/v1/messages", big);
     ck_assert_str_eq(status_line(), "Status: 413 Payload Too Large");
-    ck_assert_str_eq(jstr(o, "error", "type"), "request_too_large");
-    ck_assert_ptr_nonnull(strstr(jstr(o, "error", "message"), "REQUEST_MAX_BYTES"));
+    ck_assert_str_eq(json_member_str(o, "error", "type"), "request_too_large");
+    ck_assert_ptr_nonnull(strstr(json_member_str(o, "error", "message"), "REQUEST_MAX_BYTES"));
     json_object_put(o);
 
     o = run("POST", "/openai/v1/chat/completions", big);
     ck_assert_str_eq(status_line(), "Status: 413 Payload Too Large");
-    ck_assert_str_eq(jstr(o, "error", "code"), "request_too_large");
+    ck_assert_str_eq(json_member_str(o, "error", "code"), "request_too_large");
     json_object_put(o);
 }
 END_TEST
