@@ -72,7 +72,9 @@ struct ars_request {
     struct timespec started;
 
     /* Work to do after the response is finished (FCGX_Finish_r), off the
-     * client's latency path: usage accounting, lease releases. */
+     * client's latency path: usage accounting, lease releases. By then the
+     * FastCGI params are freed: method, headers and query must not be
+     * used; copy what is needed before (arena memory stays). */
     void (*after_finish)(struct ars_request *req, void *arg);
     void *after_arg;
 };

@@ -79,6 +79,7 @@ struct relay {
 
     /* OpenAI-compatible route: the request converted to a Claude body,
      * and the answer converted back as it arrives. */
+    const char *client;            /* recognised client, taken before the FastCGI params are freed */
     int openai;
     struct ars_openai_meta oa;
     struct ars_openai_stream oas;
@@ -513,7 +514,7 @@ static void record_usage(struct ars_request *req, void *arg)
     snprintf(rec->model, sizeof(rec->model), "%.*s", (int)sizeof(rec->model) - 1,
              rl->su.model[0] ? rl->su.model : rl->model_billed);
     snprintf(rec->route_family, sizeof(rec->route_family), "%s", rl->route_family);
-    snprintf(rec->client, sizeof(rec->client), "%s", client_name(req));
+    snprintf(rec->client, sizeof(rec->client), "%s", rl->client);
     rec->usage = rl->su.usage;
     const struct ars_model_price *price = ars_pricing_lookup(ars_pricing_current(), rec->model, NULL);
     rec->cost_micros = price ? ars_cost_micros(price, &rec->usage) : 0;
@@ -686,6 +687,7 @@ static void relay_messages(struct ars_request *req, int count_tokens, int openai
     rl->openai = openai;
     rl->route_family = openai ? "openai" : "claude";
     rl->started_ms = ars_mono_ms();
+    rl->client = client_name(req);
     /* A whole non-stream answer is held before it is passed on. */
     ars_buf_init(&rl->held, (size_t)cfg->upstream_max_response_bytes);
     ars_buf_init(&rl->claude_body, (size_t)cfg->request_max_bytes + 65536);
