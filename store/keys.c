@@ -222,26 +222,6 @@ static void set_default(json_object *rec, const char *name, json_object *v)
 
 /* ---- runtime view and cache ---- */
 
-static char **string_list(json_object *arr)
-{
-    size_t n = json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : 0;
-    char **list = calloc(n + 1, sizeof(*list));
-    if (!list)
-        return NULL;
-    for (size_t i = 0; i < n; i++)
-        list[i] = strdup(json_object_get_string(json_object_array_get_idx(arr, i)));
-    return list;
-}
-
-static void free_list(char **list)
-{
-    if (!list)
-        return;
-    for (char **p = list; *p; p++)
-        free(*p);
-    free(list);
-}
-
 static json_object *member(json_object *rec, const char *name)
 {
     json_object *v = NULL;
@@ -284,8 +264,8 @@ struct ars_key *ars_key_from_record(json_object *rec)
         else if (strcmp(p, "openai") == 0)
             k->permissions |= ARS_PERM_OPENAI;
     }
-    k->restricted_models = string_list(member(rec, "restricted_models"));
-    k->allowed_clients = string_list(member(rec, "allowed_clients"));
+    k->restricted_models = ars_string_list_from_json(member(rec, "restricted_models"));
+    k->allowed_clients = ars_string_list_from_json(member(rec, "allowed_clients"));
     k->concurrency_limit = int_of(rec, "concurrency_limit");
     k->window_minutes = int_of(rec, "rate_limit_window_min");
     k->window_requests = int_of(rec, "rate_limit_requests");
@@ -311,8 +291,8 @@ void ars_key_release(struct ars_key *k)
     if (!k || atomic_fetch_sub(&k->refs, 1) != 1)
         return;
     free(k->name);
-    free_list(k->restricted_models);
-    free_list(k->allowed_clients);
+    ars_string_list_free(k->restricted_models);
+    ars_string_list_free(k->allowed_clients);
     free(k->account_binding);
     free(k);
 }

@@ -108,6 +108,26 @@ json_object *ars_rec_from_pairs(const struct ars_entity *e, const char *const *f
     return rec;
 }
 
+char **ars_string_list_from_json(json_object *arr)
+{
+    size_t n = json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : 0;
+    char **list = calloc(n + 1, sizeof(*list));
+    if (!list)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        list[i] = strdup(json_object_get_string(json_object_array_get_idx(arr, i)));
+    return list;
+}
+
+void ars_string_list_free(char **list)
+{
+    if (!list)
+        return;
+    for (char **p = list; *p; p++)
+        free(*p);
+    free(list);
+}
+
 /* ---- Redis ---- */
 
 static char *record_key(const struct ars_config *cfg, const struct ars_entity *e, const char *id)

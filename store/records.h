@@ -79,6 +79,11 @@ json_object *ars_rec_from_reply(const struct ars_entity *e, const struct redisRe
 json_object *ars_rec_from_pairs(const struct ars_entity *e, const char *const *fields,
                                 const char *const *values, const size_t *lens, size_t n);
 
+/* A JSON array of strings as a NULL-terminated malloc'd list (NULL on
+ * allocation failure; not an array: an empty list), and its free. */
+char **ars_string_list_from_json(json_object *arr);
+void ars_string_list_free(char **list);
+
 /* ---- PostgreSQL ---- */
 
 /* Upsert guarded by version; *applied is 1 when the row changed, 0 when

@@ -67,15 +67,6 @@ static char *pool_key(const struct ars_config *cfg, const char *a, const char *b
     return k;
 }
 
-static void free_list(char **list)
-{
-    if (!list)
-        return;
-    for (char **p = list; *p; p++)
-        free(*p);
-    free(list);
-}
-
 /* ------------------------------------------------------------------ */
 /* accounts                                                             */
 
@@ -97,7 +88,7 @@ void ars_account_release(struct ars_account *a)
     free(a->id);
     free(a->name);
     free(a->status);
-    free_list(a->groups);
+    ars_string_list_free(a->groups);
     free(a->base_url);
     for (size_t i = 0; i < a->nmodel_mapping; i++) {
         free(a->model_mapping[i].from);
@@ -460,6 +451,33 @@ static enum ars_err load_snapshot(struct ars_redis *r, const struct ars_config *
     return ARS_OK;
 }
 
+/* With load_lock held: loads the list from Redis and makes it current.
+ * *out is a reference to the current list afterwards (the new one, or on
+ * failure the previous one, if any). */
+static enum ars_err load_and_install(struct ars_redis *r, const struct ars_config *cfg, struct snapshot **out,
+                                     char *errbuf, size_t errlen)
+{
+    unsigned gen = atomic_load(&cache_gen);
+    struct snapshot *fresh = NULL, *old = NULL;
+    errbuf[0] = '\0';
+    enum ars_err err = load_snapshot(r, cfg, &fresh, errbuf, errlen);
+    pthread_mutex_lock(&cache_lock);
+    if (!err) {
+        old = cur;
+        cur = fresh;
+        cur_loaded_ms = ars_mono_ms();
+        /* Invalidated while loading: what we read may predate the write. */
+        cur_stale = gen != atomic_load(&cache_gen);
+    }
+    if (cur) {
+        atomic_fetch_add(&cur->refs, 1);
+        *out = cur;
+    }
+    pthread_mutex_unlock(&cache_lock);
+    snapshot_release(old);
+    return err;
+}
+
 /* The current list (a reference), reloaded when older than
  * ACCOUNT_CACHE_SECONDS or invalidated. One thread loads; the others keep
  * serving the previous list meanwhile. A failed load keeps the previous
@@ -504,26 +522,8 @@ static enum ars_err get_snapshot(struct ars_redis *r, const struct ars_config *c
         }
     }
 
-    unsigned gen = atomic_load(&cache_gen);
-    struct snapshot *fresh = NULL;
-    errbuf[0] = '\0';
-    enum ars_err err = load_snapshot(r, cfg, &fresh, errbuf, errlen);
-    struct snapshot *old = NULL;
-    pthread_mutex_lock(&cache_lock);
-    if (!err) {
-        old = cur;
-        cur = fresh;
-        cur_loaded_ms = ars_mono_ms();
-        /* Invalidated while loading: what we read may predate the write. */
-        cur_stale = gen != atomic_load(&cache_gen);
-    }
-    if (cur) {
-        atomic_fetch_add(&cur->refs, 1);
-        *out = cur;
-    }
-    pthread_mutex_unlock(&cache_lock);
+    enum ars_err err = load_and_install(r, cfg, out, errbuf, errlen);
     pthread_mutex_unlock(&load_lock);
-    snapshot_release(old);
     if (err) {
         struct ars_logline l;
         ars_log_begin(&l, ARS_LOG_WARN, NULL, "account_cache_refresh_failed");
@@ -553,22 +553,12 @@ static enum ars_err get_fresh_snapshot(struct ars_redis *r, const struct ars_con
         pthread_mutex_unlock(&load_lock);
         return ARS_OK;
     }
-    unsigned gen = atomic_load(&cache_gen);
-    struct snapshot *fresh = NULL, *old = NULL;
-    errbuf[0] = '\0';
-    enum ars_err err = load_snapshot(r, cfg, &fresh, errbuf, errlen);
-    pthread_mutex_lock(&cache_lock);
-    if (!err) {
-        old = cur;
-        cur = fresh;
-        cur_loaded_ms = ars_mono_ms();
-        cur_stale = gen != atomic_load(&cache_gen);
-        atomic_fetch_add(&cur->refs, 1);
-        *out = cur;
-    }
-    pthread_mutex_unlock(&cache_lock);
+    enum ars_err err = load_and_install(r, cfg, out, errbuf, errlen);
     pthread_mutex_unlock(&load_lock);
-    snapshot_release(old);
+    if (err) {
+        snapshot_release(*out);   /* the previous list is what we must not use */
+        *out = NULL;
+    }
     return err;
 }
 
