@@ -286,6 +286,14 @@ struct ars_key *ars_key_from_record(json_object *rec)
     return k;
 }
 
+int ars_key_model_blocked(const struct ars_key *k, const char *model)
+{
+    for (char **m = k->restricted_models; m && *m; m++)
+        if (strcasecmp(*m, model) == 0)
+            return 1;
+    return 0;
+}
+
 void ars_key_release(struct ars_key *k)
 {
     if (!k || atomic_fetch_sub(&k->refs, 1) != 1)

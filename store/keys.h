@@ -53,6 +53,9 @@ struct ars_key {
 
 void ars_key_release(struct ars_key *k);
 
+/* Whether the key's blacklist names this model (case-insensitive). */
+int ars_key_model_blocked(const struct ars_key *k, const char *model);
+
 /* Request-time lookup by the hash of the presented key. ARS_ERR_NOTFOUND
  * for an unknown key; ARS_ERR_UNAVAILABLE when neither store answers. The
  * returned key holds a reference (ars_key_release). */

@@ -129,14 +129,6 @@ static int is_claude_code(const struct ars_request *req)
            ars_request_header(req, "anthropic-version");
 }
 
-static int model_blacklisted(const struct ars_key *k, const char *model)
-{
-    for (char **m = k->restricted_models; m && *m; m++)
-        if (strcasecmp(*m, model) == 0)
-            return 1;
-    return 0;
-}
-
 static int client_allowed(const struct ars_key *k, const struct ars_request *req)
 {
     if (!k->allowed_clients || !k->allowed_clients[0])
@@ -716,7 +708,7 @@ static void relay_messages(struct ars_request *req, int count_tokens, int openai
         return;
     }
     rl->stream = rl->body.stream && !count_tokens;
-    if (model_blacklisted(rl->key, rl->body.model)) {
+    if (ars_key_model_blocked(rl->key, rl->body.model)) {
         char *msg = ars_arena_printf(req->arena, "model %s is not allowed for this API key", rl->body.model);
         ars_resp_error(req, 403, "permission_error", msg ? msg : "model not allowed");
         return;

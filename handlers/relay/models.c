@@ -14,14 +14,6 @@
 #define LISTED_CREATED_AT "2025-01-01T00:00:00Z"
 #define LISTED_CREATED_UNIX 1735689600
 
-static int blacklisted(const struct ars_key *k, const char *model)
-{
-    for (char **m = k->restricted_models; m && *m; m++)
-        if (strcmp(*m, model) == 0)
-            return 1;
-    return 0;
-}
-
 /* The listable models the key may use, or NULL after answering an error. */
 static json_object *allowed_models(struct ars_request *req, unsigned family)
 {
@@ -38,7 +30,7 @@ static json_object *allowed_models(struct ars_request *req, unsigned family)
     for (size_t i = 0; i < json_object_array_length(all); i++) {
         json_object *m = json_object_array_get_idx(all, i), *id;
         json_object_object_get_ex(m, "id", &id);
-        if (!blacklisted(key, json_object_get_string(id)))
+        if (!ars_key_model_blocked(key, json_object_get_string(id)))
             json_object_array_add(allowed, json_object_get(m));
     }
     json_object_put(all);
