@@ -108,15 +108,122 @@ START_TEST(whitespace_everywhere_is_fine)
 }
 END_TEST
 
-START_TEST(overlong_model_is_truncated_not_overflowed)
+START_TEST(overlong_model_is_refused_not_truncated)
 {
     static char body[ARS_BODY_MODEL_MAX * 4];
     size_t n = (size_t)snprintf(body, sizeof(body), "{\"model\":\"");
-    for (int i = 0; i < ARS_BODY_MODEL_MAX * 2; i++)
+    for (int i = 0; i < ARS_BODY_MODEL_MAX; i++)
+        body[n++] = 'a';
+    n += (size_t)snprintf(body + n, sizeof(body) - n, "\"}");
+    ck_assert_int_eq(scan(body), ARS_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "model: longer than 255 bytes"));
+    /* 255 bytes is the longest accepted */
+    n = (size_t)snprintf(body, sizeof(body), "{\"model\":\"");
+    for (int i = 0; i < ARS_BODY_MODEL_MAX - 1; i++)
         body[n++] = 'a';
     n += (size_t)snprintf(body + n, sizeof(body) - n, "\"}");
     ck_assert_int_eq(scan(body), ARS_OK);
-    ck_assert_uint_lt(strlen(f.model), ARS_BODY_MODEL_MAX);
+    ck_assert_uint_eq(strlen(f.model), ARS_BODY_MODEL_MAX - 1);
+}
+END_TEST
+
+START_TEST(model_with_a_control_character_is_refused)
+{
+    /* "claude-opus-4-1\u0000x" would read as "claude-opus-4-1" in C */
+    ck_assert_int_eq(scan("{\"model\":\"claude-haiku-4-5\\u0000x\"}"), ARS_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "control characters"));
+}
+END_TEST
+
+START_TEST(repeated_top_level_key_is_refused_naming_it)
+{
+    ck_assert_int_eq(scan("{\"model\":\"m\",\"stream\":true,\"stream\":false}"), ARS_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "repeats the top-level member \"stream\""));
+    ck_assert_int_eq(scan("{\"model\":\"claude-opus-4-1\",\"model\":\"claude-haiku-4-5\"}"), ARS_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "repeats the top-level member \"model\""));
+    /* members the relay does not read are checked too: the upstream's parser would still pick one */
+    ck_assert_int_eq(scan("{\"model\":\"m\",\"tools\":[],\"tools\":[]}"), ARS_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "\"tools\""));
+}
+END_TEST
+
+START_TEST(repeated_nested_key_is_not_the_relays_business)
+{
+    ck_assert_int_eq(scan("{\"model\":\"m\",\"metadata\":{\"user_id\":\"a\",\"user_id\":\"b\"},"
+                          "\"messages\":[{\"role\":\"user\",\"role\":\"user\",\"content\":\"x\"}]}"), ARS_OK);
+    ck_assert_str_eq(f.model, "m");
+}
+END_TEST
+
+START_TEST(escaped_key_is_read_as_decoded)
+{
+    ck_assert_int_eq(scan("{\"m\\u006fdel\":\"claude-opus-4-1\",\"str\\u0065am\":true}"), ARS_OK);
+    ck_assert_str_eq(f.model, "claude-opus-4-1");
+    ck_assert_int_eq(f.stream, 1);
+    ck_assert_int_eq(strncmp(f.model_value.p, "\"claude-opus-4-1\"", f.model_value.n), 0);
+    ck_assert_int_eq(scan("{\"model\":\"m\",\"\\u0073ystem\":\"be brief\",\"metadata\":{\"user\\u005fid\":\"u1\"}}"),
+                     ARS_OK);
+    ck_assert_int_eq(strncmp(f.system.p, "\"be brief\"", f.system.n), 0);
+    ck_assert_str_eq(f.user_id, "u1");
+}
+END_TEST
+
+START_TEST(escaped_key_that_decodes_to_a_duplicate_is_refused)
+{
+    ck_assert_int_eq(scan("{\"model\":\"m\",\"stream\":false,\"str\\u0065am\":true}"), ARS_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "repeats the top-level member \"stream\""));
+    ck_assert_int_eq(scan("{\"m\\u006fdel\":\"claude-opus-4-1\",\"model\":\"claude-haiku-4-5\"}"), ARS_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "\"model\""));
+    /* \/ is '/' */
+    ck_assert_int_eq(scan("{\"model\":\"m\",\"a/b\":1,\"a\\/b\":2}"), ARS_ERR_INVALID);
+    /* a NUL inside a name is part of the name: "stream\0" is not "stream" */
+    ck_assert_int_eq(scan("{\"model\":\"m\",\"stream\":true,\"stream\\u0000\":false}"), ARS_OK);
+    ck_assert_int_eq(f.stream, 1);
+}
+END_TEST
+
+START_TEST(invalid_escapes_are_malformed_json)
+{
+    ck_assert_int_eq(scan("{\"model\":\"m\",\"str\\x65am\":true}"), ARS_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "not valid JSON"));
+    ck_assert_int_eq(scan("{\"model\":\"m\",\"s\\u00g5\":true}"), ARS_ERR_INVALID);
+    ck_assert_int_eq(scan("{\"model\":\"m\\u00\"}"), ARS_ERR_INVALID);
+}
+END_TEST
+
+START_TEST(too_many_or_too_long_top_level_names_are_refused)
+{
+    static char body[ARS_BODY_MAX_MEMBERS * 16 + 64];
+    size_t n = (size_t)snprintf(body, sizeof(body), "{\"model\":\"m\"");
+    for (int i = 0; i < ARS_BODY_MAX_MEMBERS; i++)
+        n += (size_t)snprintf(body + n, sizeof(body) - n, ",\"k%d\":1", i);
+    snprintf(body + n, sizeof(body) - n, "}");
+    ck_assert_int_eq(scan(body), ARS_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "more than 128 top-level members"));
+    n = (size_t)snprintf(body, sizeof(body), "{\"model\":\"m\",\"");
+    for (int i = 0; i < ARS_BODY_MEMBER_NAME_MAX; i++)
+        body[n++] = 'k';
+    snprintf(body + n, sizeof(body) - n, "\":1}");
+    ck_assert_int_eq(scan(body), ARS_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "member name longer than 63 bytes"));
+}
+END_TEST
+
+START_TEST(max_tokens_must_be_a_positive_integer_within_the_cap)
+{
+    ck_assert_int_eq(scan("{\"model\":\"m\",\"max_tokens\":1024}"), ARS_OK);
+    ck_assert_int_eq(f.max_tokens, 1024);
+    ck_assert_int_eq(scan("{\"model\":\"m\",\"max_tokens\":1000000}"), ARS_OK);
+    ck_assert_int_eq(scan("{\"model\":\"m\"}"), ARS_OK);   /* absent: the upstream's call */
+    ck_assert_int_eq(f.max_tokens, 0);
+    static const char *const bad[] = { "0", "-1", "1000001", "99999999999999999999999", "1.5", "1e3",
+                                       "\"64\"", "null", "true", "[64]" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char body[128];
+        snprintf(body, sizeof(body), "{\"model\":\"m\",\"max_tokens\":%s}", bad[i]);
+        ck_assert_msg(scan(body) == ARS_ERR_INVALID, "max_tokens %s accepted", bad[i]);
+        ck_assert_ptr_nonnull(strstr(err, "max_tokens: must be an integer from 1 to 1000000"));
+    }
 }
 END_TEST
 
@@ -132,7 +239,15 @@ int main(void)
     tcase_add_test(tc, requires_a_string_model);
     tcase_add_test(tc, refuses_absurd_nesting);
     tcase_add_test(tc, whitespace_everywhere_is_fine);
-    tcase_add_test(tc, overlong_model_is_truncated_not_overflowed);
+    tcase_add_test(tc, overlong_model_is_refused_not_truncated);
+    tcase_add_test(tc, model_with_a_control_character_is_refused);
+    tcase_add_test(tc, repeated_top_level_key_is_refused_naming_it);
+    tcase_add_test(tc, repeated_nested_key_is_not_the_relays_business);
+    tcase_add_test(tc, escaped_key_is_read_as_decoded);
+    tcase_add_test(tc, escaped_key_that_decodes_to_a_duplicate_is_refused);
+    tcase_add_test(tc, invalid_escapes_are_malformed_json);
+    tcase_add_test(tc, too_many_or_too_long_top_level_names_are_refused);
+    tcase_add_test(tc, max_tokens_must_be_a_positive_integer_within_the_cap);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

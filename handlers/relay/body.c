@@ -8,12 +8,33 @@ struct scanner {
     const char *end;
     int depth;
     const char *error;
+    char msg[160];                 /* a formatted error; error points here */
+};
+
+/* The top-level member names seen so far, decoded. */
+struct members {
+    size_t n;
+    size_t len[ARS_BODY_MAX_MEMBERS];
+    char name[ARS_BODY_MAX_MEMBERS][ARS_BODY_MEMBER_NAME_MAX];
+};
+
+struct top {
+    struct ars_body_fields *f;
+    struct members seen;
 };
 
 static void skip_ws(struct scanner *s)
 {
     while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
         s->p++;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
 }
 
 /* Moves past a string token starting at '"'; span covers the quotes. */
@@ -26,9 +47,20 @@ static int skip_string(struct scanner *s, struct ars_span *span)
     while (s->p < s->end) {
         char c = *s->p++;
         if (c == '\\') {
+            /* Only the escapes JSON has: a parser upstream refuses the rest,
+             * and decode_string() may rely on four hex digits after \u. */
             if (s->p >= s->end)
                 return -1;
-            s->p++;
+            char e = *s->p++;
+            if (e == 'u') {
+                if (s->end - s->p < 4)
+                    return -1;
+                for (int i = 0; i < 4; i++)
+                    if (hexval(*s->p++) < 0)
+                        return -1;
+            } else if (!strchr("\"\\/bfnrt", e) || e == '\0') {
+                return -1;
+            }
         } else if (c == '"') {
             if (span) {
                 span->p = start;
@@ -42,17 +74,12 @@ static int skip_string(struct scanner *s, struct ars_span *span)
     return -1;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes a string token (quotes included) into out, truncating at cap-1.
- * \uXXXX becomes UTF-8; surrogate pairs are joined. */
-static void decode_string(struct ars_span tok, char *out, size_t cap)
+/* Decodes a string token (quotes included, escapes already checked by
+ * skip_string) into out, NUL-terminated; *len (may be NULL) gets the
+ * decoded length, which may hold NULs from \u0000. \uXXXX becomes UTF-8;
+ * surrogate pairs are joined. -1 when it did not fit: out holds a
+ * truncated prefix. */
+static int decode_string(struct ars_span tok, char *out, size_t cap, size_t *len)
 {
     size_t o = 0;
     const char *p = tok.p + 1, *end = tok.p + tok.n - 1;
@@ -103,6 +130,9 @@ static void decode_string(struct ars_span tok, char *out, size_t cap)
         }
     }
     out[o] = '\0';
+    if (len)
+        *len = o;
+    return p < end ? -1 : 0;
 }
 
 /* Skips any value, recording its span. */
@@ -153,10 +183,32 @@ static int skip_value(struct scanner *s, struct ars_span *span)
     return 0;
 }
 
-static int key_is(struct ars_span key, const char *name)
+/* A member name, decoded: "str\u0065am" is "stream" to every JSON parser,
+ * so it must be to the relay too. */
+struct name {
+    char s[ARS_BODY_MEMBER_NAME_MAX];
+    size_t n;
+    int too_long;
+};
+
+static void decode_name(struct ars_span key, struct name *nm)
+{
+    nm->too_long = decode_string(key, nm->s, sizeof(nm->s), &nm->n) != 0;
+}
+
+static int key_is(const struct name *nm, const char *name)
 {
     size_t n = strlen(name);
-    return key.n == n + 2 && memcmp(key.p + 1, name, n) == 0;
+    return !nm->too_long && nm->n == n && memcmp(nm->s, name, n) == 0;
+}
+
+/* A name for an error message: printable ASCII, the rest as '?'. */
+static void printable(const struct name *nm, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < nm->n && o + 1 < cap; i++)
+        out[o++] = nm->s[i] >= 0x20 && nm->s[i] < 0x7f ? nm->s[i] : '?';
+    out[o] = '\0';
 }
 
 /* Walks an object's members, calling fn for each key with the scanner at
@@ -203,10 +255,12 @@ static int metadata_member(struct scanner *s, struct ars_span key, void *arg)
 {
     struct ars_body_fields *f = arg;
     struct ars_span v;
+    struct name nm;
     if (skip_value(s, &v))
         return -1;
-    if (key_is(key, "user_id") && v.n >= 2 && v.p[0] == '"')
-        decode_string(v, f->user_id, sizeof(f->user_id));
+    decode_name(key, &nm);
+    if (key_is(&nm, "user_id") && v.n >= 2 && v.p[0] == '"')
+        (void)decode_string(v, f->user_id, sizeof(f->user_id), NULL);   /* only hashed for stickiness */
     return 0;
 }
 
@@ -242,12 +296,71 @@ static int scan_messages(struct scanner *s, struct ars_body_fields *f)
     }
 }
 
+static int repeated(struct scanner *s, const struct name *nm)
+{
+    char shown[ARS_BODY_MEMBER_NAME_MAX];
+    printable(nm, shown, sizeof(shown));
+    snprintf(s->msg, sizeof(s->msg), "request body repeats the top-level member \"%s\" (each member may appear once)",
+             shown);
+    s->error = s->msg;
+    return -1;
+}
+
+/* Refuses a top-level member seen before (after decoding). At most
+ * ARS_BODY_MAX_MEMBERS names of ARS_BODY_MEMBER_NAME_MAX bytes, so the
+ * quadratic compare is bounded (~8000 short memcmp at worst). */
+static int remember(struct scanner *s, struct members *seen, const struct name *nm)
+{
+    if (nm->too_long) {
+        snprintf(s->msg, sizeof(s->msg), "request body has a top-level member name longer than %d bytes",
+                 ARS_BODY_MEMBER_NAME_MAX - 1);
+        s->error = s->msg;
+        return -1;
+    }
+    for (size_t i = 0; i < seen->n; i++)
+        if (seen->len[i] == nm->n && memcmp(seen->name[i], nm->s, nm->n) == 0)
+            return repeated(s, nm);
+    if (seen->n == ARS_BODY_MAX_MEMBERS) {
+        snprintf(s->msg, sizeof(s->msg), "request body has more than %d top-level members", ARS_BODY_MAX_MEMBERS);
+        s->error = s->msg;
+        return -1;
+    }
+    memcpy(seen->name[seen->n], nm->s, nm->n);
+    seen->len[seen->n++] = nm->n;
+    return 0;
+}
+
+/* "max_tokens": an integer from 1 to ARS_BODY_MAX_TOKENS_CAP, digits only
+ * (no sign, fraction or exponent). */
+static int read_max_tokens(struct scanner *s, struct ars_span v, long long *out)
+{
+    long long x = 0;
+    size_t i = 0;
+    for (; i < v.n && v.p[i] >= '0' && v.p[i] <= '9'; i++) {
+        x = x * 10 + (v.p[i] - '0');
+        if (x > ARS_BODY_MAX_TOKENS_CAP)
+            break;
+    }
+    if (i == 0 || i != v.n || x < 1 || x > ARS_BODY_MAX_TOKENS_CAP) {
+        snprintf(s->msg, sizeof(s->msg), "max_tokens: must be an integer from 1 to %lld", ARS_BODY_MAX_TOKENS_CAP);
+        s->error = s->msg;
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
 static int top_member(struct scanner *s, struct ars_span key, void *arg)
 {
-    struct ars_body_fields *f = arg;
-    if (key_is(key, "messages"))
+    struct top *t = arg;
+    struct ars_body_fields *f = t->f;
+    struct name nm;
+    decode_name(key, &nm);
+    if (remember(s, &t->seen, &nm))
+        return -1;
+    if (key_is(&nm, "messages"))
         return scan_messages(s, f);
-    if (key_is(key, "metadata") && s->p < s->end && *s->p == '{') {
+    if (key_is(&nm, "metadata") && s->p < s->end && *s->p == '{') {
         s->depth++;
         int rc = walk_object(s, metadata_member, f);
         s->depth--;
@@ -256,15 +369,31 @@ static int top_member(struct scanner *s, struct ars_span key, void *arg)
     struct ars_span v;
     if (skip_value(s, &v))
         return -1;
-    if (key_is(key, "model")) {
+    if (key_is(&nm, "model")) {
         if (v.p[0] == '"') {
+            /* decode_string stops 4 bytes short of its buffer (room for
+             * one UTF-8 character), hence the slack. */
+            char model[ARS_BODY_MODEL_MAX + 4];
+            size_t n;
             f->model_value = v;
-            decode_string(v, f->model, sizeof(f->model));
+            if (decode_string(v, model, sizeof(model), &n) || n >= ARS_BODY_MODEL_MAX) {
+                snprintf(s->msg, sizeof(s->msg), "model: longer than %d bytes", ARS_BODY_MODEL_MAX - 1);
+                s->error = s->msg;
+                return -1;
+            }
+            for (size_t i = 0; i < n; i++)
+                if ((unsigned char)model[i] < 0x20) {
+                    s->error = "model: must not contain control characters";
+                    return -1;
+                }
+            memcpy(f->model, model, n + 1);
         }
-    } else if (key_is(key, "stream")) {
+    } else if (key_is(&nm, "stream")) {
         f->stream = v.n == 4 && memcmp(v.p, "true", 4) == 0;
-    } else if (key_is(key, "system")) {
+    } else if (key_is(&nm, "system")) {
         f->system = v;
+    } else if (key_is(&nm, "max_tokens")) {
+        return read_max_tokens(s, v, &f->max_tokens);
     }
     return 0;
 }
@@ -273,13 +402,16 @@ enum ars_err ars_body_scan(const char *body, size_t len, int require_model, stru
                            char *errbuf, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
-    struct scanner s = { body, body + len, 1, NULL };
+    struct scanner s = { body, body + len, 1, NULL, "" };
+    struct top t;
+    t.f = out;
+    t.seen.n = 0;
     skip_ws(&s);
     if (s.p >= s.end || *s.p != '{') {
         snprintf(errbuf, errlen, "request body must be a JSON object");
         return ARS_ERR_INVALID;
     }
-    if (walk_object(&s, top_member, out)) {
+    if (walk_object(&s, top_member, &t)) {
         snprintf(errbuf, errlen, "%s", s.error ? s.error : "request body is not valid JSON");
         return ARS_ERR_INVALID;
     }
