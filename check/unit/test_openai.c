@@ -274,6 +274,20 @@ static const struct ok_case OK_CASES[] = {
       "{'model':'m','max_tokens':4096,'messages':[{'role':'user','content':[{'type':'text','text':'x'}]}],"
       "'output_config':{'effort':'low'}}" },
 
+    { "strict json_schema (OpenAI SDK parse, LangChain, Vercel AI SDK) becomes output_config.format",
+      NULL,
+      "{'model':'m','messages':[{'role':'user','content':'x'}],"
+      "'response_format':{'type':'json_schema','json_schema':{'name':'r','strict':true,'schema':{'type':'object',"
+      "'properties':{'a':{'type':'integer'}},'required':['a'],'additionalProperties':false}}}}",
+      "{'model':'m','max_tokens':4096,'messages':[{'role':'user','content':[{'type':'text','text':'x'}]}],"
+      "'output_config':{'format':{'type':'json_schema','schema':{'type':'object','properties':{'a':{'type':'integer'}},"
+      "'required':['a'],'additionalProperties':false}}}}" },
+
+    { "nested repeated members are left to the upstream; max_tokens at the cap passes",
+      NULL,
+      "{'model':'m','max_tokens':1000000,'messages':[{'role':'user','content':'x','content':'y'}]}",
+      "{'model':'m','max_tokens':1000000,'messages':[{'role':'user','content':[{'type':'text','text':'y'}]}]}" },
+
     { "reasoning_effort high and a non-strict json_schema share output_config",
       NULL,
       "{'model':'m','messages':[{'role':'user','content':'x'}],'reasoning_effort':'high',"
@@ -375,6 +389,12 @@ static const struct bad_case BAD_CASES[] = {
       "messages[0].content[0].image_url.url: the data: URL must be base64-encoded" },
     { "{'model':'m','messages':[{'role':'user','content':[{'type':'image_url','image_url':{'url':'data:image/png;base64,a b'}}]}]}",
       "messages[0].content[0].image_url.url: the image data is not valid base64" },
+    { "{'model':'m','messages':[{'role':'user','content':[{'type':'image_url','image_url':{'url':'data:image/png;base64,iVBORw0KGgo'}}]}]}",
+      "messages[0].content[0].image_url.url: the image data is not valid base64" },
+    { "{'model':'m','messages':[{'role':'user','content':[{'type':'image_url','image_url':{'url':'data:image/png;base64,iV=BORw0KGgo'}}]}]}",
+      "messages[0].content[0].image_url.url: the image data is not valid base64" },
+    { "{'model':'m','messages':[{'role':'user','content':[{'type':'text','text':'x'},{'type':'image_url','image_url':{'url':'data:image/png;base64,===='}}]}]}",
+      "messages[0].content[1].image_url.url: the image data is not valid base64" },
     { "{'model':'m','messages':[{'role':'user','content':[{'type':'image_url','image_url':{'url':'ftp://x/y.png'}}]}]}",
       "messages[0].content[0].image_url.url: must be a data: URL" },
     { "{'model':'m','messages':[{'role':'user','content':[{'type':'image_url'}]}]}",
@@ -405,8 +425,8 @@ static const struct bad_case BAD_CASES[] = {
     { "{'model':'m','messages':[{'role':'user','content':'x'}],'web_search_options':{}}",
       "web_search_options: web search is not supported" },
     { "{'model':'m','messages':[{'role':'user','content':'x'}],"
-      "'response_format':{'type':'json_schema','json_schema':{'name':'r','strict':true,'schema':{'type':'object'}}}}",
-      "response_format.json_schema.strict: strict structured output is not supported on this endpoint" },
+      "'response_format':{'type':'json_schema','json_schema':{'name':'r','strict':'yes','schema':{'type':'object'}}}}",
+      "response_format.json_schema.strict: must be a boolean (got string)" },
     { "{'model':'m','messages':[{'role':'user','content':'x'}],'response_format':{'type':'yaml'}}",
       "response_format.type: must be \"text\", \"json_object\" or \"json_schema\"" },
     { "{'model':'m','messages':[{'role':'user','content':'x'}],'stop':['a','b','c','d','e']}",
@@ -416,7 +436,18 @@ static const struct bad_case BAD_CASES[] = {
     { "{'model':'m','messages':[{'role':'user','content':'x'}],'temperature':2.5}",
       "temperature: must be a number from 0 to 2" },
     { "{'model':'m','messages':[{'role':'user','content':'x'}],'top_p':'high'}", "top_p: must be a number from 0 to 1" },
-    { "{'model':'m','messages':[{'role':'user','content':'x'}],'max_tokens':0}", "max_tokens: must be at least 1" },
+    { "{'model':'m','messages':[{'role':'user','content':'x'}],'max_tokens':0}",
+      "max_tokens: must be an integer from 1 to 1000000" },
+    { "{'model':'m','messages':[{'role':'user','content':'x'}],'max_tokens':1000001}",
+      "max_tokens: must be an integer from 1 to 1000000" },
+    { "{'model':'m','messages':[{'role':'user','content':'x'}],'max_completion_tokens':99999999999999999999}",
+      "max_completion_tokens: must be an integer from 1 to 1000000" },
+    { "{'model':'m','messages':[{'role':'user','content':'x'}],'max_completion_tokens':-5}",
+      "max_completion_tokens: must be an integer from 1 to 1000000" },
+    { "{'model':'claude-opus-4-1','model':'claude-haiku-4-5','messages':[{'role':'user','content':'x'}]}",
+      "request body repeats the top-level member \"model\"" },
+    { "{'model':'m','messages':[{'role':'user','content':'x'}],'stream':true,'str\\u0065am':false}",
+      "request body repeats the top-level member \"stream\"" },
     { "{'model':'m','messages':[{'role':'user','content':'x'}],'max_completion_tokens':'9'}",
       "max_completion_tokens: must be an integer (got string)" },
     { "{'model':'m','messages':[{'role':'user','content':'x'}],'reasoning_effort':'extreme'}",

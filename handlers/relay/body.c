@@ -430,3 +430,29 @@ enum ars_err ars_body_scan(const char *body, size_t len, int require_model, stru
     }
     return ARS_OK;
 }
+
+static int any_member(struct scanner *s, struct ars_span key, void *arg)
+{
+    struct name nm;
+    decode_name(key, &nm);
+    if (remember(s, arg, &nm))
+        return -1;
+    return skip_value(s, NULL);
+}
+
+enum ars_err ars_body_check_members(const char *body, size_t len, char *errbuf, size_t errlen)
+{
+    struct scanner s = { body, body + len, 1, NULL, "" };
+    struct members seen;
+    seen.n = 0;
+    skip_ws(&s);
+    if (s.p >= s.end || *s.p != '{') {
+        snprintf(errbuf, errlen, "request body must be a JSON object");
+        return ARS_ERR_INVALID;
+    }
+    if (walk_object(&s, any_member, &seen)) {
+        snprintf(errbuf, errlen, "%s", s.error ? s.error : "request body is not valid JSON");
+        return ARS_ERR_INVALID;
+    }
+    return ARS_OK;
+}

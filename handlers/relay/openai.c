@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "body.h"
+
 #define JSON_OUT (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 #define ECHO_MAX 64                 /* bytes of a client value quoted in an error */
 #define TOOL_NAME_MAX 64            /* OpenAI's and Claude's common limit */
@@ -308,14 +310,18 @@ static enum ars_err add_id(struct ars_buf *b, const char *s, size_t n)
     return ARS_OK;
 }
 
+/* Standard base64 (RFC 4648 section 4) as Claude decodes it: the alphabet,
+ * whole 4-character groups, and '=' only as the padding of the last group
+ * ("x=" or "==" at the very end). */
 static int base64_ok(const char *s, size_t n)
 {
-    if (n == 0)
+    if (n == 0 || n % 4 != 0)
         return 0;
-    for (size_t i = 0; i < n; i++) {
+    size_t pad = s[n - 1] == '=' ? (s[n - 2] == '=' ? 2 : 1) : 0;
+    for (size_t i = 0; i < n - pad; i++) {
         unsigned char ch = (unsigned char)s[i];
         int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')
-                 || ch == '+' || ch == '/' || ch == '=';
+                 || ch == '+' || ch == '/';
         if (!ok)
             return 0;
     }
@@ -971,8 +977,8 @@ static enum ars_err int_param(struct conv *c, struct json_object *req, const cha
     if (!is_type(v, json_type_int))
         return fail(c, "%s: must be an integer (got %s)", key, type_name(v));
     int64_t x = json_object_get_int64(v);
-    if (x < 1)
-        return fail(c, "%s: must be at least 1", key);
+    if (x < 1 || x > ARS_BODY_MAX_TOKENS_CAP)
+        return fail(c, "%s: must be an integer from 1 to %lld", key, ARS_BODY_MAX_TOKENS_CAP);
     *out = (long long)x;
     *have = 1;
     return ARS_OK;
@@ -1060,10 +1066,10 @@ static enum ars_err conv_output_config(struct conv *c, struct json_object *req, 
     struct json_object *strict = get(js, "strict");
     if (strict && !is_type(strict, json_type_boolean))
         return fail(c, "response_format.json_schema.strict: must be a boolean (got %s)", type_name(strict));
-    if (strict && json_object_get_boolean(strict))
-        return fail(c, "response_format.json_schema.strict: strict structured output is not supported on "
-                    "this endpoint (OpenAI's strict schema subset and guarantees do not carry over); "
-                    "send the schema without strict, or define a tool");
+    /* strict: true is what the OpenAI SDK's parse(), LangChain's
+     * withStructuredOutput and the Vercel AI SDK send. Claude's structured
+     * output constrains the answer to the schema either way; a schema it
+     * cannot honour comes back as its own 400, converted to OpenAI's shape. */
     struct json_object *schema = get(js, "schema");
     if (!is_type(schema, json_type_object))
         return fail(c, "response_format.json_schema.schema: %s", schema ? "must be an object" : "is required");
@@ -1329,6 +1335,12 @@ enum ars_err ars_openai_to_claude(const char *body, size_t len, const struct ars
     }
     if (!is_type(req, json_type_object)) {
         err = fail(c, "body: must be a JSON object (got %s)", type_name(req));
+        goto out;
+    }
+    /* json-c keeps the last of a repeated member; the upstream of an
+     * OpenAI client might keep the first. One reading only: refuse it. */
+    if (ars_body_check_members(body, len, errbuf, errlen) != ARS_OK) {
+        err = ARS_ERR_INVALID;
         goto out;
     }
     err = convert(c, req, out, meta);

@@ -32,15 +32,17 @@
  * it; parameters Claude cannot honour are refused, not dropped.
  *
  * Request fields (top level; anything not listed is ignored, because
- * OpenAI SDKs send many fields that do not change the answer):
+ * OpenAI SDKs send many fields that do not change the answer; a member
+ * repeated at the top level, escapes decoded, is refused):
  *
  * | field                      | handling                                                        |
  * |----------------------------|-----------------------------------------------------------------|
  * | model                      | required; mapped through OPENAI_MODEL_MAP, unmapped names pass   |
  * |                            | through; 1..255 bytes, no control characters                     |
  * | messages                   | required, non-empty array; see "messages" below                  |
- * | max_completion_tokens      | -> max_tokens (wins over max_tokens); integer >= 1               |
- * | max_tokens                 | -> max_tokens; default OPENAI_DEFAULT_MAX_TOKENS                 |
+ * | max_completion_tokens      | -> max_tokens (wins over max_tokens); integer 1..1000000         |
+ * |                            | (ARS_BODY_MAX_TOKENS_CAP)                                        |
+ * | max_tokens                 | -> max_tokens, same range; default OPENAI_DEFAULT_MAX_TOKENS     |
  * | temperature                | 0..2 -> temperature, values above 1 clamped to 1 (Claude range)  |
  * | top_p                      | 0..1 -> top_p; dropped when it is 1 and temperature is also set  |
  * |                            | (1 means no cut-off, and newer Claude models refuse both)        |
@@ -58,9 +60,9 @@
  * | reasoning_effort           | -> output_config.effort: none/minimal/low -> low, medium ->      |
  * |                            | medium, high/xhigh -> high (see the note below)                  |
  * | response_format            | text: ignored; json_object: ignored (OpenAI itself requires the  |
- * |                            | prompt to ask for JSON, which Claude follows); json_schema       |
- * |                            | without strict -> output_config.format {type json_schema,        |
- * |                            | schema}; json_schema with strict: true -> refused                |
+ * |                            | prompt to ask for JSON, which Claude follows); json_schema,      |
+ * |                            | strict or not -> output_config.format {type json_schema,         |
+ * |                            | schema} (a schema Claude refuses: its 400, in OpenAI's shape)    |
  * | n                          | 1 or null accepted; anything else refused (one choice only)      |
  * | logprobs                   | false or null accepted; true refused (Claude has no logprobs)    |
  * | top_logprobs               | null or 0 accepted; more refused                                 |
@@ -79,7 +81,7 @@
  * messages: role system / developer (string or text parts) -> Claude
  * `system` text blocks, all of them, in order, wherever they stand; user
  * (string or parts: text, image_url with a data: URL of image/jpeg, png,
- * gif or webp -> base64 image, or an http(s) URL -> url image); assistant
+ * gif or webp and valid base64 -> base64 image, or an http(s) URL -> url image); assistant
  * (string, text / refusal parts, or null; tool_calls -> tool_use blocks
  * whose input is the parsed arguments string; legacy function_call too);
  * tool (tool_call_id, string or text parts) -> tool_result in a user turn;
