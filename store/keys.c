@@ -13,6 +13,7 @@
 #include "entities.h"
 #include "log.h"
 #include "pg.h"
+#include "pricing.h"
 #include "records.h"
 #include "redis.h"
 
@@ -286,10 +287,13 @@ struct ars_key *ars_key_from_record(json_object *rec)
     return k;
 }
 
+/* The pricing table's matching (pricing.h), so a blocked model is blocked
+ * under its dated ids and aliases too, in any case. */
 int ars_key_model_blocked(const struct ars_key *k, const char *model)
 {
+    const struct ars_pricing *p = ars_pricing_current();
     for (char **m = k->restricted_models; m && *m; m++)
-        if (strcasecmp(*m, model) == 0)
+        if (ars_pricing_model_blocks(p, *m, model))
             return 1;
     return 0;
 }

@@ -53,7 +53,8 @@ struct ars_key {
 
 void ars_key_release(struct ars_key *k);
 
-/* Whether the key's blacklist names this model (case-insensitive). */
+/* Whether the key's blacklist blocks this model: its entries match as
+ * ars_pricing_model_blocks (pricing.h) does with the current table. */
 int ars_key_model_blocked(const struct ars_key *k, const char *model);
 
 /* Request-time lookup by the hash of the presented key. ARS_ERR_NOTFOUND

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "keys.h"
 #include "pricing.h"
 
 static char err[512];
@@ -301,13 +302,76 @@ START_TEST(prefix_not_at_a_dash_boundary_does_not_match)
     struct ars_pricing *p = parse_ok(matching_file);
     enum ars_price_match how;
     const char *const names[] = { "claude-opus-50", "claude-opus-5x", "claude-opus-5_5", "claude-opus",
-                                  "Claude-Opus-5", "", NULL };
+                                  "claude-opus-5-", "", NULL };
     for (const char *const *n = names; *n; n++) {
         const struct ars_model_price *m = ars_pricing_lookup(p, *n, &how);
         ck_assert_msg(how == ARS_PRICE_DEFAULT, "\"%s\" matched %s", *n, m->id);
         ck_assert_ptr_eq(m, &p->def);
     }
     ars_pricing_free(p);
+}
+END_TEST
+
+START_TEST(matching_ignores_case_as_the_blacklist_does)
+{
+    struct ars_pricing *p = parse_ok(matching_file);
+    enum ars_price_match how;
+    const struct ars_model_price *m = ars_pricing_lookup(p, "Claude-Opus-5", &how);
+    ck_assert_int_eq(how, ARS_PRICE_EXACT);
+    ck_assert_str_eq(m->id, "claude-opus-5");
+    m = ars_pricing_lookup(p, "CLAUDE-SONNET-4-20250514", &how);
+    ck_assert_int_eq(how, ARS_PRICE_ALIAS);
+    m = ars_pricing_lookup(p, "claude-OPUS-5-5-20990101", &how);
+    ck_assert_int_eq(how, ARS_PRICE_PREFIX);
+    ck_assert_str_eq(m->id, "claude-opus-5-5");
+    ars_pricing_free(p);
+}
+END_TEST
+
+START_TEST(blacklist_entry_blocks_the_model_its_dated_ids_and_aliases_in_any_case)
+{
+    struct ars_pricing *p = load_real();
+    /* a priced model: itself, dated ids, any case */
+    ck_assert(ars_pricing_model_blocks(p, "claude-opus-4-1", "claude-opus-4-1"));
+    ck_assert(ars_pricing_model_blocks(p, "claude-opus-4-1", "claude-opus-4-1-20250805"));
+    ck_assert(ars_pricing_model_blocks(p, "claude-opus-4-1", "Claude-Opus-4-1-20250805"));
+    ck_assert(ars_pricing_model_blocks(p, "CLAUDE-OPUS-4-1", "claude-opus-4-1-20250805"));
+    /* aliases, both ways */
+    ck_assert(ars_pricing_model_blocks(p, "claude-opus-4-0", "claude-opus-4-20250514"));
+    ck_assert(ars_pricing_model_blocks(p, "claude-opus-4-20250514", "claude-opus-4-0"));
+    ck_assert(ars_pricing_model_blocks(p, "claude-3-5-haiku", "claude-3-5-haiku-latest"));
+    /* other models stay allowed, even when their id starts with the blocked one */
+    ck_assert(!ars_pricing_model_blocks(p, "claude-opus-4-1", "claude-opus-4-5"));
+    ck_assert(!ars_pricing_model_blocks(p, "claude-opus-4-1", "claude-opus-4-5-20251101"));
+    ck_assert(!ars_pricing_model_blocks(p, "claude-opus-4-1", "claude-haiku-4-5"));
+    ck_assert(!ars_pricing_model_blocks(p, "claude-opus-4-1", "claude-opus-4-10"));
+    ck_assert(!ars_pricing_model_blocks(p, "claude-haiku-4-5", "claude-opus-4-1"));
+    /* a name the table does not know blocks itself and its dash-suffixed family */
+    ck_assert(ars_pricing_model_blocks(p, "gpt-relay-test-x", "GPT-relay-test-x"));
+    ck_assert(ars_pricing_model_blocks(p, "gpt-relay-test-x", "gpt-relay-test-x-2025"));
+    ck_assert(!ars_pricing_model_blocks(p, "gpt-relay-test-x", "gpt-relay-test-xy"));
+    /* one dated id blocks that snapshot, not the model's alias */
+    ck_assert(ars_pricing_model_blocks(p, "claude-opus-4-1-20250805", "claude-opus-4-1-20250805"));
+    ck_assert(!ars_pricing_model_blocks(p, "claude-opus-4-1-20250805", "claude-opus-4-1"));
+    /* without a table: the same matcher, names only */
+    ck_assert(ars_pricing_model_blocks(NULL, "claude-opus-4-1", "claude-opus-4-1-20250805"));
+    ck_assert(!ars_pricing_model_blocks(NULL, "claude-opus-4-1", "claude-opus-4-10"));
+    ars_pricing_free(p);
+}
+END_TEST
+
+START_TEST(key_blacklist_uses_the_pricing_match)
+{
+    ars_pricing_install(load_real());
+    char *models[] = { "claude-opus-4-1", NULL };
+    struct ars_key k;
+    memset(&k, 0, sizeof(k));
+    k.restricted_models = models;
+    ck_assert(ars_key_model_blocked(&k, "claude-opus-4-1-20250805"));
+    ck_assert(ars_key_model_blocked(&k, "CLAUDE-OPUS-4-1"));
+    ck_assert(!ars_key_model_blocked(&k, "claude-haiku-4-5"));
+    ck_assert(!ars_key_model_blocked(&k, "claude-opus-4-5"));
+    ars_pricing_release_all();
 }
 END_TEST
 
@@ -665,6 +729,9 @@ int main(void)
     tcase_add_test(tc, malformed_files_are_rejected_with_a_reason);
     tcase_add_test(tc, missing_file_is_an_error_naming_the_path);
     tcase_add_test(tc, replaced_table_stays_readable_until_release_all);
+    tcase_add_test(tc, matching_ignores_case_as_the_blacklist_does);
+    tcase_add_test(tc, blacklist_entry_blocks_the_model_its_dated_ids_and_aliases_in_any_case);
+    tcase_add_test(tc, key_blacklist_uses_the_pricing_match);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

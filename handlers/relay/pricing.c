@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 
@@ -665,48 +666,76 @@ static void note_unknown(const char *model)
     ars_log_end(&l);
 }
 
-const struct ars_model_price *ars_pricing_lookup(const struct ars_pricing *p, const char *model,
-                                                 enum ars_price_match *how)
+enum ars_price_match ars_model_id_match(const char *id, const char *model)
 {
-    if (!p)
-        return NULL;
-    if (!model)
-        model = "";
+    size_t n = strlen(id);
+    if (strncasecmp(model, id, n) != 0)
+        return ARS_PRICE_DEFAULT;
+    if (model[n] == '\0')
+        return ARS_PRICE_EXACT;
+    return model[n] == '-' && model[n + 1] != '\0' ? ARS_PRICE_PREFIX : ARS_PRICE_DEFAULT;
+}
+
+/* The table entry of a model id, NULL for none (nothing logged). */
+static const struct ars_model_price *find(const struct ars_pricing *p, const char *model,
+                                          enum ars_price_match *how)
+{
     const struct ars_model_price *best = NULL;
     size_t best_len = 0;
     /* Ids and aliases are unique across the table, so the first exact or
      * alias hit is the only one; prefixes need the whole scan. */
     for (size_t i = 0; i < p->n_models; i++) {
         const struct ars_model_price *m = &p->models[i];
-        size_t n = strlen(m->id);
-        if (strncmp(model, m->id, n) == 0) {
-            if (model[n] == '\0') {
-                if (how)
-                    *how = ARS_PRICE_EXACT;
-                return m;
-            }
-            if (model[n] == '-' && n > best_len) {
-                best = m;
-                best_len = n;
-            }
+        enum ars_price_match r = ars_model_id_match(m->id, model);
+        if (r == ARS_PRICE_EXACT) {
+            *how = ARS_PRICE_EXACT;
+            return m;
+        }
+        if (r == ARS_PRICE_PREFIX && strlen(m->id) > best_len) {
+            best = m;
+            best_len = strlen(m->id);
         }
         for (size_t a = 0; a < m->n_aliases; a++) {
-            if (strcmp(model, m->aliases[a]) == 0) {
-                if (how)
-                    *how = ARS_PRICE_ALIAS;
+            if (ars_model_id_match(m->aliases[a], model) == ARS_PRICE_EXACT) {
+                *how = ARS_PRICE_ALIAS;
                 return m;
             }
         }
     }
-    if (best) {
-        if (how)
-            *how = ARS_PRICE_PREFIX;
-        return best;
+    *how = best ? ARS_PRICE_PREFIX : ARS_PRICE_DEFAULT;
+    return best;
+}
+
+const struct ars_model_price *ars_pricing_lookup(const struct ars_pricing *p, const char *model,
+                                                 enum ars_price_match *how)
+{
+    enum ars_price_match h;
+    if (!p)
+        return NULL;
+    if (!model)
+        model = "";
+    const struct ars_model_price *m = find(p, model, &h);
+    if (!m) {
+        note_unknown(model);
+        m = &p->def;
     }
-    note_unknown(model);
     if (how)
-        *how = ARS_PRICE_DEFAULT;
-    return &p->def;
+        *how = h;
+    return m;
+}
+
+int ars_pricing_model_blocks(const struct ars_pricing *p, const char *blocked, const char *model)
+{
+    if (!blocked || !model)
+        return 0;
+    enum ars_price_match r = ars_model_id_match(blocked, model);
+    if (r == ARS_PRICE_EXACT)
+        return 1;
+    enum ars_price_match how_b = ARS_PRICE_DEFAULT, how_m;
+    const struct ars_model_price *eb = p ? find(p, blocked, &how_b) : NULL;
+    if (eb && (how_b == ARS_PRICE_EXACT || how_b == ARS_PRICE_ALIAS))
+        return find(p, model, &how_m) == eb;   /* the model itself, its aliases and dated ids */
+    return r == ARS_PRICE_PREFIX;              /* a name the table does not know: a family prefix */
 }
 
 /* ---- cost ---------------------------------------------------------------- */

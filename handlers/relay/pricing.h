@@ -102,14 +102,30 @@ void ars_pricing_install(struct ars_pricing *p);
 /* Frees the current and every replaced table: only at exit. */
 void ars_pricing_release_all(void);
 
-/* Price of a model id: exact id, then aliases, then the longest id that is
- * a prefix of `model` followed by '-' (so "claude-haiku-4-5-20251001" finds
- * "claude-haiku-4-5" but "claude-opus-50" does not find "claude-opus-5"),
- * else the default. An unknown model is logged once per name (event
+/* The one model-id matcher, shared by the price lookup and the keys'
+ * model blacklist (ars_pricing_model_blocks): ASCII case-insensitive;
+ * ARS_PRICE_EXACT when `model` is `id`, ARS_PRICE_PREFIX when it is `id`
+ * followed by '-' and more (a dated id of the family: "claude-haiku-4-5"
+ * and "claude-haiku-4-5-20251001", but not "claude-opus-5" and
+ * "claude-opus-50"), else ARS_PRICE_DEFAULT (no match). */
+enum ars_price_match ars_model_id_match(const char *id, const char *model);
+
+/* Price of a model id, with ars_model_id_match: exact id, then aliases,
+ * then the longest id that is a prefix of `model` followed by '-', else
+ * the default. An unknown model is logged once per name (event
  * pricing_unknown_model). Never NULL for a loaded table; `how` may be NULL.
  * Lock-free except on the unknown-model path. */
 const struct ars_model_price *ars_pricing_lookup(const struct ars_pricing *p, const char *model,
                                                  enum ars_price_match *how);
+
+/* 1 when a key's blacklist entry `blocked` blocks `model`, with the
+ * table's matching: the same name (any case); when `blocked` is a priced
+ * model's id or alias, every name the table resolves to that model (its
+ * aliases and dated ids, so "claude-opus-4-1" blocks
+ * "claude-opus-4-1-20250805" but not "claude-opus-4-5", a model of its
+ * own); when the table does not know `blocked` (p NULL, an unknown name or
+ * one dated id), `blocked` followed by '-' and more. Nothing logged. */
+int ars_pricing_model_blocks(const struct ars_pricing *p, const char *blocked, const char *model);
 
 /* The rate set one request is billed at: fast when u->fast and the model
  * has a fast set; else long_context when input + cache_read + both cache
