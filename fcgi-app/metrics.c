@@ -29,6 +29,7 @@ static atomic_ullong duration_sum_us;
 static atomic_ullong duration_count;
 static atomic_llong in_flight;
 static atomic_int workers_busy;
+static atomic_ullong usage_unreadable;
 
 void ars_metrics_init(const struct ars_route *routes, size_t nroutes, int worker_threads)
 {
@@ -65,6 +66,11 @@ void ars_metrics_request_done(int route_index, int status, long long duration_us
 void ars_metrics_worker_busy(int delta)
 {
     atomic_fetch_add(&workers_busy, delta);
+}
+
+void ars_metrics_usage_unreadable(void)
+{
+    atomic_fetch_add(&usage_unreadable, 1);
 }
 
 static enum ars_err render_requests(struct ars_buf *out)
@@ -131,8 +137,11 @@ enum ars_err ars_metrics_render(struct ars_buf *out)
             "ars_worker_threads_total %d\n"
             "# HELP ars_process_start_time_seconds Start of this process, Unix time.\n"
             "# TYPE ars_process_start_time_seconds gauge\n"
-            "ars_process_start_time_seconds %lld\n",
+            "ars_process_start_time_seconds %lld\n"
+            "# HELP ars_usage_unreadable_total Successful upstream answers whose usage could not be read.\n"
+            "# TYPE ars_usage_unreadable_total counter\n"
+            "ars_usage_unreadable_total %llu\n",
             (long long)atomic_load(&in_flight), atomic_load(&workers_busy), workers_total,
-            (long long)started_at);
+            (long long)started_at, atomic_load(&usage_unreadable));
     return err;
 }

@@ -18,6 +18,9 @@ void ars_metrics_request_start(void);
 /* route_index -1 = unmatched. */
 void ars_metrics_request_done(int route_index, int status, long long duration_us);
 void ars_metrics_worker_busy(int delta);
+/* A 2xx upstream answer whose usage could not be read (billed 0, logged
+ * as usage_unreadable): ars_usage_unreadable_total. */
+void ars_metrics_usage_unreadable(void);
 
 /* Prometheus text exposition. */
 enum ars_err ars_metrics_render(struct ars_buf *out);

@@ -798,6 +798,70 @@ START_TEST(non_stream_body_that_is_not_an_object_is_ignored)
 }
 END_TEST
 
+/* ---- tests: a whole held answer, read as what the upstream sent ---------------------- */
+
+START_TEST(held_event_stream_is_read_as_a_stream_whatever_the_request_asked)
+{
+    static char stream[MAX_STREAM];
+    size_t ends[N_STREAM_EVENTS];
+    size_t n = build_stream(stream, sizeof(stream), "\n", ends);
+    struct ars_sse_usage u;
+    ars_sse_usage_init(&u);
+    ck_assert_int_eq(ars_sse_usage_from_body(&u, "text/event-stream; charset=utf-8", stream, n), ARS_OK);
+    ck_assert_int_eq(u.usage.input, 472);
+    ck_assert_int_eq(u.usage.output, 15);
+    ck_assert_int_eq(u.usage.cache_write_5m, 1000);
+    ck_assert_int_eq(u.usage.cache_write_1h, 2000);
+    ck_assert_int_eq(u.usage.cache_read, 12000);
+    ck_assert_str_eq(u.model, "claude-sonnet-4-5-20250929");
+    ck_assert_int_eq(u.saw_stop, 1);
+    /* the same bytes read as JSON (what the request's stream flag would have chosen) give nothing */
+    ars_sse_usage_init(&u);
+    ck_assert_int_eq(ars_sse_usage_from_body(&u, "application/json", stream, n), ARS_ERR_INVALID);
+    ck_assert_int_eq(u.usage.input, 0);
+}
+END_TEST
+
+START_TEST(held_json_message_is_read_as_a_message)
+{
+    const char *body = "{\"type\":\"message\",\"model\":\"claude-haiku-4-5\",\"usage\":{\"input_tokens\":7,"
+                       "\"output_tokens\":9}}";
+    struct ars_sse_usage u;
+    ars_sse_usage_init(&u);
+    ck_assert_int_eq(ars_sse_usage_from_body(&u, "application/json", body, strlen(body)), ARS_OK);
+    ck_assert_int_eq(u.usage.input, 7);
+    ck_assert_int_eq(u.usage.output, 9);
+    ars_sse_usage_init(&u);
+    ck_assert_int_eq(ars_sse_usage_from_body(&u, NULL, body, strlen(body)), ARS_OK);   /* no type: JSON */
+    ck_assert_int_eq(u.usage.output, 9);
+    ars_sse_usage_init(&u);
+    ck_assert_int_eq(ars_sse_usage_from_body(&u, "TEXT/EVENT-STREAM", body, strlen(body)), ARS_ERR_INVALID);
+}
+END_TEST
+
+START_TEST(held_answer_without_usage_is_unreadable_not_zero)
+{
+    static const char *const bodies[] = {
+        "{\"type\":\"message\",\"model\":\"m\",\"usage\":null}",
+        "{\"type\":\"message\",\"model\":\"m\"}",
+        "{\"type\":\"message\",\"usage\":{\"input_tokens\":3}",          /* cut off */
+        "<html>502 Bad Gateway</html>",
+        "",
+    };
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        struct ars_sse_usage u;
+        ars_sse_usage_init(&u);
+        ck_assert_msg(ars_sse_usage_from_body(&u, "application/json", bodies[i], strlen(bodies[i])) ==
+                          ARS_ERR_INVALID, "%s read as usage", bodies[i]);
+    }
+    const char *stream = "event: ping\ndata: {}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    struct ars_sse_usage u;
+    ars_sse_usage_init(&u);
+    ck_assert_int_eq(ars_sse_usage_from_body(&u, "text/event-stream", stream, strlen(stream)), ARS_ERR_INVALID);
+    ck_assert_int_eq(ars_sse_usage_from_body(&u, "text/event-stream", NULL, 0), ARS_ERR_INVALID);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sse");
@@ -834,6 +898,9 @@ int main(void)
     tcase_add_test(tc, non_stream_message_body_gives_final_usage_model_id_and_stop_reason);
     tcase_add_test(tc, non_stream_error_body_is_recorded_as_an_error_without_usage);
     tcase_add_test(tc, non_stream_body_that_is_not_an_object_is_ignored);
+    tcase_add_test(tc, held_event_stream_is_read_as_a_stream_whatever_the_request_asked);
+    tcase_add_test(tc, held_json_message_is_read_as_a_message);
+    tcase_add_test(tc, held_answer_without_usage_is_unreadable_not_zero);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -28,6 +28,7 @@
 #include "handlers.h"
 #include "limits.h"
 #include "log.h"
+#include "metrics.h"
 #include "oauth.h"
 #include "openai.h"
 #include "pricing.h"
@@ -494,6 +495,23 @@ static void log_attempt(struct relay *rl, const struct ars_upstream_result *res,
 
 /* ---- usage, after the response ---- */
 
+/* A 2xx answer without readable usage is billed 0 tokens, which must never
+ * go unnoticed: one warn line with the request id and a /metrics counter. */
+static void usage_unreadable(const struct ars_request *req, const struct relay *rl,
+                             const struct ars_usage_record *rec)
+{
+    struct ars_logline l;
+    ars_log_begin(&l, ARS_LOG_WARN, req->id, "usage_unreadable");
+    ars_log_str(&l, "key", rec->key_id);
+    ars_log_str(&l, "account", rec->account_id);
+    ars_log_str(&l, "model", rec->model);
+    ars_log_int(&l, "status", rec->status);
+    ars_log_str(&l, "stream", rl->stream ? "true" : "false");
+    ars_log_str(&l, "billed", "0 tokens");
+    ars_log_end(&l);
+    ars_metrics_usage_unreadable();
+}
+
 static void record_usage(struct ars_request *req, void *arg)
 {
     struct relay *rl = arg;
@@ -508,9 +526,11 @@ static void record_usage(struct ars_request *req, void *arg)
     snprintf(rec->route_family, sizeof(rec->route_family), "%s", rl->route_family);
     snprintf(rec->client, sizeof(rec->client), "%s", rl->client);
     rec->usage = rl->su.usage;
+    rec->status = rl->status ? rl->status : req->status;
+    if (rec->status >= 200 && rec->status < 300 && !rl->su.have_start && !rl->su.have_delta && !rl->su.saw_error)
+        usage_unreadable(req, rl, rec);
     const struct ars_model_price *price = ars_pricing_lookup(ars_pricing_current(), rec->model, NULL);
     rec->cost_micros = price ? ars_cost_micros(price, &rec->usage) : 0;
-    rec->status = rl->status ? rl->status : req->status;
     rec->duration_ms = ars_mono_ms() - rl->started_ms;
     rec->ttfb_ms = rl->ttfb_ms;
     rec->stream = rl->stream;
@@ -614,13 +634,14 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
 
     int status = res->head.status;
     if (res->outcome == ARS_UP_DONE && status >= 200 && status < 300) {
-        /* Non-stream success (or a stream the upstream answered as JSON). */
+        /* Non-stream success (or a stream the upstream answered as JSON).
+         * Usage is read as what the upstream sent (its content type), not
+         * as what the request asked for; record_usage reports it when none
+         * could be read. */
         snprintf(rl->account_id, sizeof(rl->account_id), "%s", rl->account->id);
-        json_object *msg = rl->held.len ? json_tokener_parse(rl->held.data) : NULL;
-        if (msg) {
-            ars_sse_usage_from_message(&rl->su, msg);
-            json_object_put(msg);
-        }
+        if (ars_sse_usage_from_body(&rl->su, ars_upstream_header(&res->head, "content-type"), rl->held.data,
+                                    rl->held.len) == ARS_ERR_NOMEM)
+            ars_log_msg(ARS_LOG_WARN, req->id, "usage_unreadable", "out of memory reading the usage");
         rl->ttfb_ms = res->ttfb_ms;
         send_held(rl, res);
         return ATTEMPT_DONE;

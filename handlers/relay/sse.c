@@ -3,6 +3,7 @@
 #include <json.h>
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 static const char bom[3] = { '\xEF', '\xBB', '\xBF' };
 
@@ -438,4 +439,37 @@ void ars_sse_usage_from_message(struct ars_sse_usage *u, struct json_object *mes
     }
     if (type && type_len == 7 && memcmp(type, "message", 7) == 0)
         u->saw_stop = 1;
+}
+
+static int is_event_stream(const char *ct)
+{
+    if (!ct)
+        return 0;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    return strncasecmp(ct, "text/event-stream", 17) == 0 &&
+           (ct[17] == '\0' || ct[17] == ';' || ct[17] == ' ' || ct[17] == '\t');
+}
+
+enum ars_err ars_sse_usage_from_body(struct ars_sse_usage *u, const char *content_type, const char *body,
+                                     size_t len)
+{
+    if (!body)
+        len = 0;
+    if (is_event_stream(content_type)) {
+        struct ars_sse_parser p;
+        struct ars_sse_event ev;
+        ars_sse_init(&p, 0);
+        enum ars_err err = len ? ars_sse_feed(&p, body, len, NULL) : ARS_OK;
+        while (ars_sse_next(&p, &ev))   /* events complete before an error still count */
+            ars_sse_usage_update(u, &ev);
+        ars_sse_deinit(&p);
+        if (err == ARS_ERR_NOMEM)
+            return err;
+    } else {
+        struct json_object *msg = parse_object(body, len);
+        ars_sse_usage_from_message(u, msg);
+        json_object_put(msg);
+    }
+    return u->have_start || u->have_delta ? ARS_OK : ARS_ERR_INVALID;
 }

@@ -160,4 +160,15 @@ void ars_sse_usage_update(struct ars_sse_usage *u, const struct ars_sse_event *e
  * error_message. NULL or a non-object does nothing. */
 void ars_sse_usage_from_message(struct ars_sse_usage *u, struct json_object *message);
 
+/* Usage of a whole answer held in memory, read as what the upstream
+ * sent, whatever the request asked for: content_type text/event-stream
+ * (any case, parameters ignored) is parsed as an event stream and every
+ * complete event goes through ars_sse_usage_update(); anything else (or
+ * NULL) is parsed as one JSON message (ars_sse_usage_from_message, depth
+ * capped at ARS_CAP_SSE_JSON_DEPTH). ARS_OK when usage was found
+ * (have_start or have_delta); ARS_ERR_INVALID when it was not (nothing to
+ * bill from: the caller must say so, never bill 0 silently); ARS_ERR_NOMEM. */
+enum ars_err ars_sse_usage_from_body(struct ars_sse_usage *u, const char *content_type, const char *body,
+                                     size_t len);
+
 #endif
