@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -218,6 +219,40 @@ static void add_entity(struct pipe *p, const struct ars_config *cfg, const char 
     p_end(p);
 }
 
+/* The model counters' name for rec (see ARS_USAGE_MODEL_KEY_MAX): a
+ * bounded set, whatever names clients send. Matching ignores case, so a
+ * name the table knows is counted in the table's spelling. */
+static const char *model_bucket(const struct ars_usage_record *rec)
+{
+    const struct ars_pricing *table = ars_pricing_current();
+    enum ars_price_match how = ARS_PRICE_DEFAULT;
+    const char *name = rec->model;
+    /* No table only outside the relay (which does not start without one):
+     * tools and tests get the name, still length- and charset-checked. */
+    const struct ars_model_price *m = table ? ars_pricing_lookup(table, rec->model, &how) : NULL;
+    if (table && how == ARS_PRICE_DEFAULT)
+        return ARS_USAGE_MODEL_OTHER;
+    if (m && how == ARS_PRICE_EXACT)
+        name = m->id;
+    if (m && how == ARS_PRICE_ALIAS)
+        for (size_t a = 0; a < m->n_aliases; a++)
+            if (strcasecmp(m->aliases[a], rec->model) == 0)
+                name = m->aliases[a];
+    /* A dated id is only as bounded as the upstream's list of models:
+     * unconfirmed (no 2xx), the family's priced id counts it. */
+    if (m && how == ARS_PRICE_PREFIX && !(rec->status >= 200 && rec->status < 300))
+        name = m->id;
+    size_t n = strnlen(name, ARS_USAGE_MODEL_KEY_MAX);
+    if (n == ARS_USAGE_MODEL_KEY_MAX)
+        return ARS_USAGE_MODEL_OTHER;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c <= ' ' || c >= 0x7f || c == '{' || c == '}')
+            return ARS_USAGE_MODEL_OTHER;
+    }
+    return name;
+}
+
 /* Fills p with every command of rec, the applied-marker first. */
 static enum ars_err build(struct pipe *p, const struct ars_config *cfg, const struct ars_usage_record *rec)
 {
@@ -240,7 +275,7 @@ static enum ars_err build(struct pipe *p, const struct ars_config *cfg, const st
     if (rec->account_id[0])
         add_entity(p, cfg, "account", rec->account_id, &tm, vals, nums);
     if (rec->model[0])
-        add_entity(p, cfg, "model", rec->model, &tm, vals, nums);
+        add_entity(p, cfg, "model", model_bucket(rec), &tm, vals, nums);
 
     char day[9], lease[ARS_LIMITS_KEY_MAX];
     ars_day_bucket(rec->at_ms, day);

@@ -6,7 +6,8 @@
  * What one record writes (P = REDIS_KEY_PREFIX; layout in
  * docs/internals/relay-modules.md):
  *   P usage:done:RID                       SET NX EX 2 days: the record's applied-marker
- *   P usage:{key,account,model}:{ID}:{h:YYYYMMDDHH,d:YYYYMMDD,m:YYYYMM,total} (ID as a hash tag)
+ *   P usage:{key,account,model}:{ID}:{h:YYYYMMDDHH,d:YYYYMMDD,m:YYYYMM,total} (ID as a hash tag;
+ *       a model's ID is bounded, see ARS_USAGE_MODEL_KEY_MAX)
  *       HINCRBY requests 1, input, output, cache_5m, cache_1h, cache_read,
  *       cost (micros); hour buckets expire after 3 days, day buckets
  *       after 400; a token field that is 0 is not sent (missing = 0)
@@ -55,6 +56,16 @@ struct ars_config;
 #define ARS_USAGE_REPLAY_BATCH        10000
 /* A spool file larger than this is not read (a wrong path, not ours). */
 #define ARS_USAGE_SPOOL_MAX_BYTES     (512LL * 1024 * 1024)
+/* Model counters (P usage:model:{NAME}:...) are named by clients, and
+ * month and total buckets never expire: only names the price table knows
+ * get buckets of their own (an exact id or alias as sent; a dated id only
+ * when the upstream answered 2xx, i.e. the model exists; else the priced
+ * id it matched), at most this many bytes of printable ASCII without
+ * braces; everything else is counted under ARS_USAGE_MODEL_OTHER. The
+ * request log keeps the real name (capped by the record's field). The
+ * longest current id is 26 bytes ("claude-sonnet-4-5-20250929"). */
+#define ARS_USAGE_MODEL_KEY_MAX       64
+#define ARS_USAGE_MODEL_OTHER         "other"
 /* Usage buckets' lifetimes. */
 #define ARS_USAGE_HOUR_TTL_SECONDS    (3LL * 86400)
 #define ARS_USAGE_DAY_TTL_SECONDS     (400LL * 86400)
