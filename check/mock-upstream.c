@@ -667,6 +667,7 @@ static const struct fault_def fault_defs[F__COUNT] = {
 struct knobs {
 	uint64_t text_len, chunks, delay_ms, first_byte_ms;
 	uint64_t retry_after, reset_in, fault_after, expires_in;
+	uint64_t force_stream, no_usage;
 	uint64_t usage[U__COUNT];
 	bool usage_set;
 	enum fault fault;
@@ -698,6 +699,10 @@ static const struct knob_def knob_defs[] = {
 		"text deltas sent before a mid-stream fault (default: half, rounded up)" },
 	{ "x-mock-expires-in", offsetof(struct knobs, expires_in), 3600, MAX_SECONDS,
 		"expires_in of /v1/oauth/token" },
+	{ "x-mock-force-stream", offsetof(struct knobs, force_stream), 0, 1,
+		"1: answer /v1/messages as a stream (SSE) even without \"stream\":true" },
+	{ "x-mock-no-usage", offsetof(struct knobs, no_usage), 0, 1,
+		"1: a JSON message answer carries \"usage\":null" },
 };
 
 enum route {
@@ -1419,10 +1424,13 @@ static void reply_message(struct conn *c)
 	} else {
 		buf_lit(s, "\"}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,");
 	}
-	put_usage(s, &p->k, p->k.usage[U_OUT]);
+	if (p->k.no_usage)
+		buf_lit(s, "\"usage\":null");
+	else
+		put_usage(s, &p->k, p->k.usage[U_OUT]);
 	buf_addc(s, '}');
 	send_scratch(c, 200, "application/json", NULL);
-	if (p->fault != F_DISCONNECT_MID)
+	if (p->fault != F_DISCONNECT_MID && !p->k.no_usage)   /* usage counts what was reported */
 		count_usage(&p->k);
 }
 
@@ -2401,6 +2409,8 @@ static void plan_v1(struct conn *c, unsigned flags)
 	}
 	if (!header_knobs(c))
 		return;
+	if (p->route == R_MESSAGES && p->k.force_stream)
+		p->stream = true;
 	p->fault = p->k.fault;
 	if (p->fault != F_NONE)
 		atomic_fetch_add_explicit(&g_fault_stats[p->fault], 1, memory_order_relaxed);
