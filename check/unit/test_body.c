@@ -206,6 +206,11 @@ START_TEST(too_many_or_too_long_top_level_names_are_refused)
     snprintf(body + n, sizeof(body) - n, "\":1}");
     ck_assert_int_eq(scan(body), ARS_ERR_INVALID);
     ck_assert_ptr_nonnull(strstr(err, "member name longer than 63 bytes"));
+    n = (size_t)snprintf(body, sizeof(body), "{\"model\":\"m\",\"");
+    for (int i = 0; i < ARS_BODY_MEMBER_NAME_MAX - 1; i++)
+        body[n++] = 'k';
+    snprintf(body + n, sizeof(body) - n, "\":1}");
+    ck_assert_int_eq(scan(body), ARS_OK);   /* 63 bytes is the longest accepted */
 }
 END_TEST
 

@@ -186,14 +186,14 @@ static int skip_value(struct scanner *s, struct ars_span *span)
 /* A member name, decoded: "str\u0065am" is "stream" to every JSON parser,
  * so it must be to the relay too. */
 struct name {
-    char s[ARS_BODY_MEMBER_NAME_MAX];
+    char s[ARS_BODY_MEMBER_NAME_MAX + 4];   /* decode_string stops 4 bytes short of the end */
     size_t n;
     int too_long;
 };
 
 static void decode_name(struct ars_span key, struct name *nm)
 {
-    nm->too_long = decode_string(key, nm->s, sizeof(nm->s), &nm->n) != 0;
+    nm->too_long = decode_string(key, nm->s, sizeof(nm->s), &nm->n) != 0 || nm->n >= ARS_BODY_MEMBER_NAME_MAX;
 }
 
 static int key_is(const struct name *nm, const char *name)
