@@ -46,7 +46,12 @@
 struct relay {
     struct ars_request *req;
     const struct ars_config *cfg;
-    struct ars_key *key;
+    struct ars_key *key;           /* the request's reference: dropped by auth's arena cleanup */
+    /* The key's id, copied: arena cleanups run newest first, so auth's
+     * release of the key runs BEFORE relay_release_leases (registered
+     * earlier); with KEY_CACHE_SECONDS=0 that was the last reference, and
+     * reading rl->key->id there was a use-after-free that left the lease. */
+    char key_id[ARS_UUID_LEN + 1];
     struct ars_body_fields body;
     int count_tokens;
     const char *route_family;
@@ -95,7 +100,7 @@ static void relay_release_leases(void *arg)
     struct relay *rl = arg;
     struct ars_worker *w = rl->req->worker;
     if (rl->key_lease)
-        ars_limits_release(w->redis, rl->cfg, rl->key->id, rl->req->id);
+        ars_limits_release(w->redis, rl->cfg, rl->key_id, rl->req->id);
     if (rl->account_lease && rl->account)
         ars_sched_release(w->redis, rl->cfg, rl->account->id, rl->req->id);
     rl->key_lease = rl->account_lease = 0;
@@ -391,7 +396,7 @@ static void refresh_leases(struct relay *rl)
     struct ars_worker *w = rl->req->worker;
     long long now = ars_wall_ms();
     if (rl->key_lease)
-        ars_limits_refresh(w->redis, rl->cfg, rl->key->id, rl->req->id, now);
+        ars_limits_refresh(w->redis, rl->cfg, rl->key_id, rl->req->id, now);
     if (rl->account_lease)
         ars_sched_refresh(w->redis, rl->cfg, rl->account->id, rl->req->id, now);
 }
@@ -613,6 +618,15 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
     }
 
     int status = res->head.status;
+    if (status >= 200 && status < 300 && res->outcome != ARS_UP_DONE) {
+        /* A 2xx head whose body did not arrive whole (connection broken,
+         * over UPSTREAM_MAX_RESPONSE_BYTES, idle timeout): nothing reached
+         * the client yet, so it is a failed attempt, never a 200 with cut
+         * JSON. Another account may answer; answer_failed says 502. */
+        log_attempt(rl, res, "failover");
+        ars_buf_reset(&rl->held);
+        return ATTEMPT_RETRY;
+    }
     if (res->outcome == ARS_UP_DONE && status >= 200 && status < 300) {
         /* Non-stream success (or a stream the upstream answered as JSON). */
         snprintf(rl->account_id, sizeof(rl->account_id), "%s", rl->account->id);
@@ -652,7 +666,17 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
 
 static void answer_failed(struct relay *rl, const struct ars_upstream_result *res)
 {
-    if (res->head.status) {
+    int st = res->head.status;
+    if (st >= 200 && st < 300 && res->outcome != ARS_UP_DONE) {
+        /* The last attempt's 2xx body broke off (see attempt()). */
+        rl->status = 502;
+        ars_resp_error(rl->req, 502, "api_error",
+                       res->outcome == ARS_UP_TOO_BIG ? "the upstream answer exceeded the relay's size limit"
+                       : res->outcome == ARS_UP_TIMEOUT_IDLE ? "the upstream stopped sending mid-answer (idle timeout)"
+                                                            : "the upstream connection broke mid-answer");
+        return;
+    }
+    if (st) {
         send_held(rl, res);
         return;
     }
@@ -691,6 +715,7 @@ static void relay_messages(struct ars_request *req, int count_tokens, int openai
 
     if (ars_auth_key(req, openai ? ARS_PERM_OPENAI : ARS_PERM_CLAUDE, &rl->key))
         return;
+    snprintf(rl->key_id, sizeof(rl->key_id), "%s", rl->key->id);
     char err[512];
     struct ars_buf *claude = req->body;
     if (openai) {
