@@ -29,6 +29,7 @@
 #include "records.h"
 #include "redis.h"
 #include "scheduler.h"
+#include "usage.h"
 
 #define ID_LEN 64
 #define LEASE_TTL_S 300
@@ -683,6 +684,99 @@ static void test_leases(void)
     expect(rint_cmd("ZCARD", lease_key) == 0, "ars_sched_release drops the lease", NULL);
 }
 
+/* Keeps Redis busy for about ms milliseconds from another connection, so
+ * that a client with a shorter command timeout gives up while its
+ * command still runs afterwards. Read the reply with finish_busy. */
+static redisContext *start_busy(const char *port, long long ms)
+{
+    struct timeval tv = { 5, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", (int)strtol(port, NULL, 10), tv);
+    if (!c || c->err)
+        return c;
+    char arg[24];
+    snprintf(arg, sizeof(arg), "%lld", ms * 1000);
+    redisAppendCommand(c, "EVAL %s 0 %s",
+                       "local s = redis.call('TIME') local t0 = s[1] * 1000000 + s[2] "
+                       "while true do local t = redis.call('TIME') "
+                       "if t[1] * 1000000 + t[2] - t0 > tonumber(ARGV[1]) then return 1 end end",
+                       arg);
+    int done = 0;
+    while (!done && redisBufferWrite(c, &done) == REDIS_OK)
+        ;
+    sleep_us(50000);
+    return c;
+}
+
+static void finish_busy(redisContext *c)
+{
+    void *rep = NULL;
+    if (c && !c->err && redisGetReply(c, &rep) == REDIS_OK)
+        freeReplyObject(rep);
+    if (c)
+        redisFree(c);
+}
+
+/* Issue 8: a pick that timed out in Redis answered 503, but its script
+ * ran later and left an account lease nobody released. */
+static void test_pick_cancel(const char *port)
+{
+    char a[ID_LEN], lease_key[256];
+    flush();
+    console(a, "A", 10, 1, NULL);
+    ars_sched_lease_key(cfg, a, lease_key, sizeof(lease_key));
+    long long t = now_ms();
+    struct result r1 = pick(NULL, "claude-sonnet-4-5", NULL, "pc-1", t);
+    expect(r1.err == ARS_OK && rint_cmd("ZCARD", lease_key) == 1, "cancel: a pick takes a lease", NULL);
+    expect(ars_sched_cancel(R, cfg, "pc-1") == ARS_OK && rint_cmd("ZCARD", lease_key) == 0,
+           "cancel: ars_sched_cancel drops the request's lease without knowing the account", NULL);
+    expect(ars_sched_cancel(R, cfg, "pc-2") == ARS_OK, "cancel: before the pick returns OK", NULL);
+    struct result r2 = pick(NULL, "claude-sonnet-4-5", NULL, "pc-2", t + 1);
+    expect(r2.err != ARS_OK && rint_cmd("ZCARD", lease_key) == 0,
+           "cancel: a pick script that runs after the cancel takes no lease", "err %d", r2.err);
+    struct result r3 = pick(NULL, "claude-sonnet-4-5", NULL, "pc-3", t + 2);
+    expect(r3.err == ARS_OK && !strcmp(r3.id, a), "cancel: other requests still get the account", NULL);
+    release(a, "pc-3");
+
+    /* The real thing: Redis busy past the command timeout. */
+    char port_env[64], err[512];
+    snprintf(port_env, sizeof(port_env), "REDIS_PORT=%s", port);
+    char *env[] = { "JWT_SECRET=0123456789abcdef0123456789abcdef-jwt", "ENCRYPTION_KEY=0123456789abcdef0123456789abcdef",
+                    port_env, "REDIS_KEY_PREFIX=schedtest:", "ACCOUNT_CACHE_SECONDS=60", "LEASE_TTL_SECONDS=300",
+                    "REDIS_COMMAND_TIMEOUT_MS=150", NULL };
+    struct ars_config *fast = NULL;
+    if (ars_config_load(NULL, 0, env, &fast, err, sizeof(err))) {
+        expect(0, "cancel: config with a short Redis timeout", "%s", err);
+        return;
+    }
+    struct ars_redis *r = ars_redis_new();
+    struct ars_pick p;
+    char why[ARS_SCHED_WHY_LEN];
+    enum ars_err e = ars_sched_pick(r, fast, NULL, "claude-sonnet-4-5", NULL, "pc-warm", NULL, 0, t + 3, &p, why,
+                                    sizeof(why));
+    if (e == ARS_OK) {
+        ars_account_release(p.account);
+        release(a, "pc-warm");
+    }
+    size_t queued = ars_usage_queued();
+    redisContext *busy = start_busy(port, 700);
+    e = ars_sched_pick(r, fast, NULL, "claude-sonnet-4-5", NULL, "pc-4", NULL, 0, t + 4, &p, why, sizeof(why));
+    expect(e == ARS_ERR_UNAVAILABLE, "pick timeout: a Redis busy past the command timeout is unavailable",
+           "err %d", e);
+    if (e == ARS_OK)
+        ars_account_release(p.account);
+    expect(ars_usage_queued() == queued + 1, "pick timeout: a compensating release is queued", NULL);
+    finish_busy(busy);
+    sleep_us(100000);
+    expect(rint_cmd("ZCARD", lease_key) == 1, "pick timeout: the script ran after the timeout (the phantom lease)",
+           NULL);
+    struct ars_usage_flush_result res;
+    expect(ars_usage_flush(R, cfg, &res) == ARS_OK && ars_usage_queued() == 0,
+           "pick timeout: the retry path applies the queued release", "%s", res.error);
+    expect(rint_cmd("ZCARD", lease_key) == 0, "pick timeout: no account lease is left", NULL);
+    ars_redis_free(r);
+    ars_config_free(fast);
+}
+
 static void test_cache(void)
 {
     char a[ID_LEN], b[ID_LEN];
@@ -1116,6 +1210,7 @@ int main(int argc, char **argv)
     test_dedicated();
     test_group();
     test_leases();
+    test_pick_cancel(port);
     test_cache();
     test_two_processes();
     if (mock_url) {

@@ -781,6 +781,12 @@ static void relay_messages(struct ars_request *req, int count_tokens, int openai
         e = ars_sched_pick(w->redis, cfg, rl->key, rl->body.model, rl->session[0] ? rl->session : NULL, req->id,
                            tried, ntried, ars_wall_ms(), &pick, why, sizeof(why));
         if (e) {
+            if (e == ARS_ERR_UNAVAILABLE && rl->key_lease) {
+                /* Redis failed: the key's lease goes by the retried
+                 * compensating release (ars_sched_pick queued the pool's). */
+                if (ars_usage_cancel_later(cfg, req->id, rl->key_id, 1, 0) == ARS_OK)
+                    rl->key_lease = 0;
+            }
             if (have_res) {
                 answer_failed(rl, &res);
             } else {

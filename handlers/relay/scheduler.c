@@ -18,6 +18,7 @@
 #include "log.h"
 #include "records.h"
 #include "redis.h"
+#include "usage.h"
 
 /* A lease zset outlives its newest lease by this much, so an idle
  * account's zset disappears by itself. */
@@ -584,13 +585,16 @@ enum ars_err ars_sched_account(struct ars_redis *r, const struct ars_config *cfg
 /* the pick                                                             */
 
 /* KEYS[1] last-pick hash, KEYS[2] sticky key, then per candidate i (1..n):
- *   KEYS[3i] lease zset, KEYS[3i+1] cool:AID:all, KEYS[3i+2] cool:AID:FAMILY.
+ *   KEYS[3i] lease zset, KEYS[3i+1] cool:AID:all, KEYS[3i+2] cool:AID:FAMILY;
+ *   last, cancel:RID (ars_sched_cancel's tombstone: the request was given
+ *   up after a timeout, take nothing).
  * ARGV[1] now ms, [2] lease deadline ms, [3] request id, [4] sticky TTL s
  *   (0: no stickiness), [5] lease zset TTL ms, [6] COOLDOWN_MAX ms, [7] n,
  *   then per candidate: id, priority, concurrency limit; then the number
  *   of excluded ids and the ids.
  * Returns {1, id, sticky_used} or {0, cooling, busy, soonest_ms}. */
 static struct ars_redis_script pick_script = ARS_REDIS_SCRIPT(
+    "if redis.call('EXISTS', KEYS[#KEYS]) == 1 then return {0, 0, 0, -1} end\n"
     "local now = tonumber(ARGV[1])\n"
     "local n = tonumber(ARGV[7])\n"
     "local sticky_ttl = tonumber(ARGV[4])\n"
@@ -913,6 +917,7 @@ enum ars_err ars_sched_pick(struct ars_redis *r, const struct ars_config *cfg, c
         bad = argv_add_owned(&args, pool_key(cfg, "conc", cand[i]->id, NULL)) ||
               argv_add_owned(&args, pool_key(cfg, "cool", cand[i]->id, "all")) ||
               argv_add_owned(&args, pool_key(cfg, "cool", cand[i]->id, family));
+    bad = bad || argv_add_owned(&args, pool_key(cfg, "cancel", request_id, NULL));
     int nkeys = (int)args.n;
     bad = bad || argv_add_int(&args, now_ms) || argv_add_int(&args, now_ms + cfg->lease_ttl_seconds * 1000) ||
           argv_add(&args, request_id, 0) || argv_add_int(&args, sticky ? cfg->sticky_ttl_seconds : 0) ||
@@ -934,6 +939,15 @@ enum ars_err ars_sched_pick(struct ars_redis *r, const struct ars_config *cfg, c
     if (err) {
         snprintf(why, whylen, "Redis unavailable (%s)", ars_redis_error(r));
         err = ARS_ERR_UNAVAILABLE;
+        /* The script may still run after this timeout and take a lease
+         * on some account: queue a compensating release (see
+         * ars_sched_cancel). */
+        struct ars_logline l;
+        ars_log_begin(&l, ARS_LOG_WARN, request_id, "sched_pick_unavailable");
+        ars_log_str(&l, "error", ars_redis_error(r));
+        ars_log_str(&l, "action", "compensating release queued");
+        ars_log_end(&l);
+        (void)ars_usage_cancel_later(cfg, request_id, k ? k->id : NULL, 0, 1);
         goto out;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 || rep->element[0]->type != REDIS_REPLY_INTEGER) {
@@ -982,6 +996,44 @@ out:
 void ars_sched_lease_key(const struct ars_config *cfg, const char *account_id, char *out, size_t n)
 {
     snprintf(out, n, "%spool:{pool}:conc:%s", cfg->redis_key_prefix, account_id);
+}
+
+/* KEYS[1] cancel:RID, then every account's lease zset; ARGV request id,
+ * tombstone TTL ms. */
+static struct ars_redis_script cancel_script = ARS_REDIS_SCRIPT(
+    "redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])\n"
+    "local n = 0\n"
+    "for i = 2, #KEYS do n = n + redis.call('ZREM', KEYS[i], ARGV[1]) end\n"
+    "return n\n");
+
+/* Which account the lost pick chose is unknown, so the request's lease is
+ * removed from every account of the current list (ZREM of a missing
+ * member is a no-op); the tombstone stops a pick script that runs later.
+ * This path is rare (a Redis timeout), so one call with up to
+ * ARS_SCHED_MAX_ACCOUNTS keys is fine. */
+enum ars_err ars_sched_cancel(struct ars_redis *r, const struct ars_config *cfg, const char *request_id)
+{
+    struct snapshot *s = NULL;
+    char errbuf[256];
+    enum ars_err err = get_snapshot(r, cfg, &s, errbuf, sizeof(errbuf));
+    if (err)
+        return ARS_ERR_UNAVAILABLE;
+    struct argv_list args = { 0 };
+    int bad = argv_add_owned(&args, pool_key(cfg, "cancel", request_id, NULL));
+    for (size_t i = 0; i < s->n && !bad; i++)
+        bad = argv_add_owned(&args, pool_key(cfg, "conc", s->accounts[i]->id, NULL));
+    int nkeys = (int)args.n;
+    bad = bad || argv_add(&args, request_id, 0) ||
+          argv_add_int(&args, cfg->lease_ttl_seconds * 1000 + LEASE_KEY_SLACK_MS);
+    redisReply *rep = NULL;
+    err = bad ? ARS_ERR_NOMEM : ars_redis_eval(r, cfg, &cancel_script, &rep, nkeys, (int)args.n - nkeys, args.v, NULL);
+    if (!err && rep->type != REDIS_REPLY_INTEGER)
+        err = ARS_ERR_UNAVAILABLE;
+    if (rep)
+        freeReplyObject(rep);
+    argv_free(&args);
+    snapshot_release(s);
+    return err;
 }
 
 static struct ars_redis_script refresh_script = ARS_REDIS_SCRIPT(

@@ -130,6 +130,12 @@ enum ars_err ars_sched_refresh(struct ars_redis *r, const struct ars_config *cfg
 /* Drops a lease; on every exit path of a request that picked. */
 enum ars_err ars_sched_release(struct ars_redis *r, const struct ars_config *cfg, const char *account_id,
                                const char *request_id);
+/* Compensates a pick whose answer was lost (a Redis timeout): removes the
+ * request's lease from every account of the list and leaves a tombstone
+ * (P pool:{pool}:cancel:RID, LEASE_TTL + slack) so that a pick script
+ * still waiting in Redis takes nothing. ars_sched_pick queues this itself
+ * (ars_usage_cancel_later) when its script fails. */
+enum ars_err ars_sched_cancel(struct ars_redis *r, const struct ars_config *cfg, const char *request_id);
 /* The lease zset's key: "P pool:{pool}:conc:AID". */
 void ars_sched_lease_key(const struct ars_config *cfg, const char *account_id, char *out, size_t n);
 
