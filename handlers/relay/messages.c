@@ -61,6 +61,7 @@ struct relay {
     int key_lease;                 /* a concurrency lease is held */
     struct ars_account *account;   /* current attempt (reference) */
     int account_lease;
+    int probe;                     /* this attempt tests the account's open transport breaker */
     char account_id[40];           /* the account that served (for usage) */
 
     /* one attempt */
@@ -601,6 +602,11 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
     };
     rl->last_ping_ms = rl->last_lease_refresh_ms = ars_mono_ms();
     ars_upstream_perform(w->upstream, &call, res);
+    if (rl->probe && res->head.status) {
+        /* The upstream answered at all: the transport works again. */
+        ars_sched_breaker_close(w->redis, rl->cfg, rl->account);
+        rl->probe = 0;
+    }
 
     if (rl->committed) {
         /* The stream reached the client: whatever happens now is told in-band. */
@@ -623,6 +629,9 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
          * over UPSTREAM_MAX_RESPONSE_BYTES, idle timeout): nothing reached
          * the client yet, so it is a failed attempt, never a 200 with cut
          * JSON. Another account may answer; answer_failed says 502. */
+        if (res->outcome != ARS_UP_TOO_BIG)   /* too big is the answer's size, not the account's fault */
+            ars_sched_mark_transport(w->redis, rl->cfg, rl->account, ars_upstream_outcome_str(res->outcome),
+                                     ars_wall_ms());
         log_attempt(rl, res, "failover");
         ars_buf_reset(&rl->held);
         return ATTEMPT_RETRY;
@@ -649,7 +658,8 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
         if (status == 401)
             ars_sched_mark_unauthorized(w->redis, rl->cfg, rl->account, "upstream answered 401");
         else
-            ars_sched_mark(w->redis, rl->cfg, rl->account, rl->body.model, status, retry_after, reset, ars_wall_ms());
+            ars_sched_mark(w->redis, rl->cfg, rl->account, rl->key_id, rl->body.model, status, retry_after, reset,
+                           ars_wall_ms());
         if (!retryable(status)) {
             snprintf(rl->account_id, sizeof(rl->account_id), "%s", rl->account->id);
             send_held(rl, res);
@@ -658,8 +668,11 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
         log_attempt(rl, res, "failover");
         return ATTEMPT_RETRY;
     }
-    /* Nothing usable arrived: connect failure or timeout before the head. */
-    ars_sched_mark(w->redis, rl->cfg, rl->account, rl->body.model, 502, NULL, NULL, ars_wall_ms());
+    /* Nothing usable arrived: connect failure or timeout before the head.
+     * A transport failure backs the account off briefly (a breaker), it
+     * does not count toward the long error cool-down: a 5-second outage
+     * must not park the pool for ERROR_COOLDOWN_SECONDS. */
+    ars_sched_mark_transport(w->redis, rl->cfg, rl->account, ars_upstream_outcome_str(res->outcome), ars_wall_ms());
     log_attempt(rl, res, "failover");
     return ATTEMPT_RETRY;
 }
@@ -798,6 +811,7 @@ static void relay_messages(struct ars_request *req, int count_tokens, int openai
         }
         rl->account = pick.account;
         rl->account_lease = 1;
+        rl->probe = pick.probe;
         tried[ntried++] = ars_arena_strdup(req->arena, rl->account->id);
         if (have_res)
             ars_upstream_result_clear(&res);
