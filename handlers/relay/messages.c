@@ -314,6 +314,12 @@ static void pass_request_id(struct relay *rl, const struct ars_upstream_headers 
 static int on_head(void *ctx, const struct ars_upstream_headers *h)
 {
     struct relay *rl = ctx;
+    if (rl->probe) {
+        /* A probe got an answer head: the transport works again. Closed
+         * now, not after a long stream, so others need not wait for it. */
+        ars_sched_breaker_close(rl->req->worker->redis, rl->cfg, rl->account);
+        rl->probe = 0;
+    }
     const char *ct = ars_upstream_header(h, "content-type");
     if (rl->stream && h->status == 200 && ct && strstr(ct, "text/event-stream")) {
         pass_request_id(rl, h);
@@ -564,6 +570,12 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
             memset(res, 0, sizeof(*res));
             res->outcome = ARS_UP_CONNECT_FAILED;
             snprintf(res->error, sizeof(res->error), "OAuth token: %.200s", err);
+            if (rl->probe) {
+                /* The probe could not even start: end it, so the next
+                 * request may probe (a failed probe backs off further). */
+                ars_sched_mark_transport(w->redis, rl->cfg, rl->account, "OAuth token unavailable", ars_wall_ms());
+                rl->probe = 0;
+            }
             return ATTEMPT_RETRY;
         }
     } else {
@@ -602,11 +614,6 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
     };
     rl->last_ping_ms = rl->last_lease_refresh_ms = ars_mono_ms();
     ars_upstream_perform(w->upstream, &call, res);
-    if (rl->probe && res->head.status) {
-        /* The upstream answered at all: the transport works again. */
-        ars_sched_breaker_close(w->redis, rl->cfg, rl->account);
-        rl->probe = 0;
-    }
 
     if (rl->committed) {
         /* The stream reached the client: whatever happens now is told in-band. */
@@ -629,9 +636,11 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
          * over UPSTREAM_MAX_RESPONSE_BYTES, idle timeout): nothing reached
          * the client yet, so it is a failed attempt, never a 200 with cut
          * JSON. Another account may answer; answer_failed says 502. */
-        if (res->outcome != ARS_UP_TOO_BIG)   /* too big is the answer's size, not the account's fault */
+        if (res->outcome != ARS_UP_TOO_BIG) {   /* too big is the answer's size, not the account's fault */
             ars_sched_mark_transport(w->redis, rl->cfg, rl->account, ars_upstream_outcome_str(res->outcome),
                                      ars_wall_ms());
+            rl->probe = 0;
+        }
         log_attempt(rl, res, "failover");
         ars_buf_reset(&rl->held);
         return ATTEMPT_RETRY;
@@ -673,6 +682,7 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
      * does not count toward the long error cool-down: a 5-second outage
      * must not park the pool for ERROR_COOLDOWN_SECONDS. */
     ars_sched_mark_transport(w->redis, rl->cfg, rl->account, ars_upstream_outcome_str(res->outcome), ars_wall_ms());
+    rl->probe = 0;
     log_attempt(rl, res, "failover");
     return ATTEMPT_RETRY;
 }

@@ -592,7 +592,8 @@ enum ars_err ars_sched_account(struct ars_redis *r, const struct ars_config *cfg
  * ARGV[1] now ms, [2] lease deadline ms, [3] request id, [4] sticky TTL s
  *   (0: no stickiness), [5] lease zset TTL ms, [6] COOLDOWN_MAX ms, [7] n,
  *   then per candidate: id, priority, concurrency limit; then the number
- *   of excluded ids and the ids.
+ *   of excluded ids and the ids; last, until when a probe taken now
+ *   blocks other probes (ms).
  * Breaker states: no brk hash: closed. Backing off (until > now): only a
  * last resort, when no other account is available, so a pool never has
  * nothing schedulable for longer than a probe takes. A probe in flight
@@ -654,7 +655,7 @@ static struct ars_redis_script pick_script = ARS_REDIS_SCRIPT(
     "local kconc = KEYS[4 * pick - 1]\n"
     "local probe = 0\n"
     "if redis.call('HEXISTS', KEYS[4 * pick + 2], 'until') == 1 then\n"
-    "  redis.call('HSET', KEYS[4 * pick + 2], 'probe', ARGV[2])\n"
+    "  redis.call('HSET', KEYS[4 * pick + 2], 'probe', ARGV[#ARGV])\n"
     "  probe = 1\n"
     "end\n"
     "redis.call('ZADD', kconc, ARGV[2], ARGV[3])\n"
@@ -951,6 +952,9 @@ enum ars_err ars_sched_pick(struct ars_redis *r, const struct ars_config *cfg, c
     bad = bad || argv_add_int(&args, (long long)nexclude);
     for (size_t i = 0; i < nexclude && !bad; i++)
         bad = argv_add(&args, exclude_ids[i] ? exclude_ids[i] : "", 0);
+    /* A probe ends with its answer head or its failure; this bounds one
+     * whose relay died: the connect timeout plus ARS_SCHED_PROBE_SLACK_MS. */
+    bad = bad || argv_add_int(&args, now_ms + cfg->upstream_connect_timeout_ms + ARS_SCHED_PROBE_SLACK_MS);
     if (bad) {
         err = ARS_ERR_NOMEM;
         snprintf(why, whylen, "out of memory");

@@ -31,6 +31,10 @@ struct ars_key;
 #define ARS_SCHED_MAX_SESSION_LEN   128    /* longer session ids are reduced to their SHA-256 */
 #define ARS_SCHED_MAX_HEADER_LEN    128    /* retry-after / unified-reset values parsed */
 #define ARS_SCHED_WHY_LEN           256    /* a good size for the `why` buffer */
+/* A transport probe whose relay died blocks further probes of its account
+ * for the connect timeout plus this long (a live probe ends itself with
+ * its answer head or its failure, normally well within it). */
+#define ARS_SCHED_PROBE_SLACK_MS    15000
 
 enum ars_account_type { ARS_ACCOUNT_OAUTH, ARS_ACCOUNT_CONSOLE };
 
