@@ -356,6 +356,8 @@ static enum ars_err restore_from_pg(struct ars_redis *r, const struct ars_config
             err = restore_entity(r, cfg, c, &ars_group_entity, &groups, errbuf, sizeof(errbuf));
         ars_pg_release(c, err == ARS_ERR_UNAVAILABLE || err == ARS_ERR_TIMEOUT);
     }
+    if (!err && *restored == 0 && groups == 0)
+        return ARS_OK;   /* PostgreSQL has none either: a new installation, nothing to say */
     struct ars_logline l;
     ars_log_begin(&l, err ? ARS_LOG_ERROR : ARS_LOG_WARN, NULL, "accounts_restored");
     ars_log_str(&l, "msg", "Redis held no accounts: restored from PostgreSQL (was Redis restarted without persistence?)");
