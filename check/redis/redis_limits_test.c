@@ -796,7 +796,7 @@ static redisContext *start_busy(long long ms)
     int done = 0;
     while (!done && redisBufferWrite(c, &done) == REDIS_OK)
         ;
-    usleep(50000);   /* let Redis start the loop */
+    usleep(200000);   /* let Redis start the loop (a loaded machine may be slow to) */
     return c;
 }
 
@@ -841,7 +841,7 @@ static void test_admit_timeout(void)
     ars_limits_release(r, fast, k.id, "to-warm");
 
     size_t queued_before = ars_usage_queued();
-    redisContext *busy = start_busy(700);
+    redisContext *busy = start_busy(1200);
     enum ars_err e = ars_limits_admit(r, fast, &k, "to-1", now, 0, &a);
     check(e == ARS_ERR_UNAVAILABLE, "admission timeout: a Redis busy past REDIS_COMMAND_TIMEOUT_MS is unavailable (%s)",
           ars_err_str(e));

@@ -703,7 +703,7 @@ static redisContext *start_busy(const char *port, long long ms)
     int done = 0;
     while (!done && redisBufferWrite(c, &done) == REDIS_OK)
         ;
-    sleep_us(50000);
+    sleep_us(200000);   /* let Redis start the loop (a loaded machine may be slow to) */
     return c;
 }
 
@@ -758,7 +758,7 @@ static void test_pick_cancel(const char *port)
         release(a, "pc-warm");
     }
     size_t queued = ars_usage_queued();
-    redisContext *busy = start_busy(port, 700);
+    redisContext *busy = start_busy(port, 1200);
     e = ars_sched_pick(r, fast, NULL, "claude-sonnet-4-5", NULL, "pc-4", NULL, 0, t + 4, &p, why, sizeof(why));
     expect(e == ARS_ERR_UNAVAILABLE, "pick timeout: a Redis busy past the command timeout is unavailable",
            "err %d", e);
