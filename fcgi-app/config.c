@@ -120,10 +120,20 @@ static const struct cfg_key keys[] = {
     I("OVERLOAD_COOLDOWN_SECONDS", overload_cooldown_seconds, "60", 0, 86400, NULL,
       "Cool-down after a 529 (overloaded). 0: none."),
     I("ERROR_THRESHOLD", error_threshold, "3", 1, 1000, NULL,
-      "This many 403/5xx answers within ERROR_WINDOW_SECONDS cool an account down."),
+      "This many account-attributable errors (403, 5xx) within ERROR_WINDOW_SECONDS cool an account down. "
+      "Errors the request provokes (400, 404, 413, 422) never count."),
     I("ERROR_WINDOW_SECONDS", error_window_seconds, "300", 1, 86400, NULL, "See ERROR_THRESHOLD."),
     I("ERROR_COOLDOWN_SECONDS", error_cooldown_seconds, "300", 1, 86400, NULL,
       "Cool-down after ERROR_THRESHOLD errors."),
+    I("ERROR_MARKS_PER_KEY_PER_MINUTE", error_marks_per_key_per_minute, "2", 0, 1000, NULL,
+      "At most this many of one API key's requests per minute count toward ERROR_THRESHOLD (the rest are "
+      "logged only), so one key cannot park accounts with requests that provoke upstream errors. 0: no limit."),
+    I("TRANSPORT_BACKOFF_SECONDS", transport_backoff_seconds, "2", 1, 300, NULL,
+      "After a transport failure (connection refused or reset, timeout before the first byte) an account "
+      "backs off this long, doubling with each further failure; then one request probes it, and a success "
+      "closes the breaker. Transport failures never count toward ERROR_THRESHOLD."),
+    I("TRANSPORT_BACKOFF_MAX_SECONDS", transport_backoff_max_seconds, "30", 1, 3600, NULL,
+      "The longest transport back-off."),
     I("COOLDOWN_MAX_SECONDS", cooldown_max_seconds, "18000", 1, 604800, NULL,
       "No cool-down lasts longer, whatever the upstream's reset header says."),
 

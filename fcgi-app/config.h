@@ -60,6 +60,9 @@ struct ars_config {
     long long error_threshold;
     long long error_window_seconds;
     long long error_cooldown_seconds;
+    long long error_marks_per_key_per_minute;
+    long long transport_backoff_seconds;
+    long long transport_backoff_max_seconds;
     long long cooldown_max_seconds;
 
     char *openai_model_map;          /* JSON object text: OpenAI model name -> Claude model */

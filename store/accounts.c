@@ -6,11 +6,25 @@
 #include <string.h>
 #include <time.h>
 
+#include <hiredis.h>
+
 #include "config.h"
 #include "crypto.h"
 #include "entities.h"
+#include "log.h"
+#include "pg.h"
 #include "records.h"
 #include "redis.h"
+
+/* Restoring accounts and groups from PostgreSQL after Redis lost them:
+ * rows read per query, the most restored per entity (far above any real
+ * pool), and how long the restore lock is held, which is also the
+ * shortest time between two restore attempts of a cluster while Redis
+ * has no accounts (so a pool that really has none costs PostgreSQL one
+ * query a minute, not one per account-list load). */
+#define RESTORE_PAGE        500
+#define RESTORE_MAX_ROWS    100000
+#define RESTORE_LOCK_MS     60000
 
 static const struct ars_field account_fields[] = {
     { "id", ARS_FIELD_TEXT },
@@ -278,6 +292,89 @@ enum ars_err ars_accounts_get(struct ars_redis *r, const struct ars_config *cfg,
     return err;
 }
 
+/* Copies every row of entity e from PostgreSQL into Redis (versioned:
+ * a newer record already in Redis stays). *restored counts the rows. */
+static enum ars_err restore_entity(struct ars_redis *r, const struct ars_config *cfg, struct ars_pg_conn *c,
+                                   const struct ars_entity *e, long long *restored, char *errbuf, size_t errlen)
+{
+    *restored = 0;
+    for (long long offset = 0; offset < RESTORE_MAX_ROWS; offset += RESTORE_PAGE) {
+        json_object *page = NULL;
+        enum ars_err err = ars_rec_pg_list(c, cfg, e, NULL, 0, NULL, RESTORE_PAGE, offset, &page, errbuf, errlen);
+        if (err)
+            return err;
+        json_object *items = member(page, "items");
+        size_t n = items ? json_object_array_length(items) : 0;
+        for (size_t i = 0; i < n && !err; i++) {
+            err = ars_rec_redis_restore(r, cfg, e, json_object_array_get_idx(items, i));
+            if (!err)
+                (*restored)++;
+        }
+        json_object_put(page);
+        if (err) {
+            snprintf(errbuf, errlen, "Redis: %s", ars_redis_error(r));
+            return err;
+        }
+        if (n < RESTORE_PAGE)
+            break;
+    }
+    return ARS_OK;
+}
+
+/* Redis holds no account at all, which is what a Redis restart without
+ * persistence leaves behind: API keys come back from PostgreSQL one
+ * lookup at a time, accounts must come back as a whole list. One process
+ * of the cluster restores them (and the groups) under a Redis lock;
+ * the others see them at their next account-list load. Idempotent, so a
+ * lock that expires mid-restore costs a second copy, never damage.
+ * *restored: accounts restored (0 when PG has none, the lock is taken or
+ * PG is off). */
+static enum ars_err restore_from_pg(struct ars_redis *r, const struct ars_config *cfg, long long *restored)
+{
+    *restored = 0;
+    if (!ars_pg_enabled(cfg))
+        return ARS_OK;
+    char lock[512], px[24];
+    snprintf(lock, sizeof(lock), "%slock:restore:accounts", cfg->redis_key_prefix);
+    snprintf(px, sizeof(px), "%d", RESTORE_LOCK_MS);
+    const char *argv[] = { "SET", lock, "1", "NX", "PX", px };
+    redisReply *rep = NULL;
+    enum ars_err err = ars_redis_cmd(r, cfg, &rep, 6, argv, NULL);
+    if (err)
+        return err;
+    int mine = rep->type == REDIS_REPLY_STATUS;
+    freeReplyObject(rep);
+    if (!mine)
+        return ARS_OK;
+    char errbuf[256] = "";
+    struct ars_pg_conn *c = NULL;
+    long long groups = 0;
+    err = ars_pg_acquire(cfg, (long)cfg->pg_connect_timeout_ms, &c, errbuf, sizeof(errbuf));
+    if (!err) {
+        err = restore_entity(r, cfg, c, &ars_account_entity, restored, errbuf, sizeof(errbuf));
+        if (!err)
+            err = restore_entity(r, cfg, c, &ars_group_entity, &groups, errbuf, sizeof(errbuf));
+        ars_pg_release(c, err == ARS_ERR_UNAVAILABLE || err == ARS_ERR_TIMEOUT);
+    }
+    if (!err && *restored == 0 && groups == 0)
+        return ARS_OK;   /* PostgreSQL has none either: a new installation, nothing to say */
+    struct ars_logline l;
+    ars_log_begin(&l, err ? ARS_LOG_ERROR : ARS_LOG_WARN, NULL, "accounts_restored");
+    ars_log_str(&l, "msg", "Redis held no accounts: restored from PostgreSQL (was Redis restarted without persistence?)");
+    ars_log_int(&l, "accounts", *restored);
+    ars_log_int(&l, "groups", groups);
+    if (err)
+        ars_log_str(&l, "error", errbuf);
+    ars_log_end(&l);
+    if (err) {
+        /* Let the next load (of any process) try again. */
+        const char *del[] = { "DEL", lock };
+        if (ars_redis_cmd(r, cfg, &rep, 2, del, NULL) == ARS_OK)
+            freeReplyObject(rep);
+    }
+    return err;
+}
+
 enum ars_err ars_accounts_list(struct ars_redis *r, const struct ars_config *cfg, int include_deleted,
                                json_object **items, char *errbuf, size_t errlen)
 {
@@ -287,6 +384,15 @@ enum ars_err ars_accounts_list(struct ars_redis *r, const struct ars_config *cfg
     if (err) {
         snprintf(errbuf, errlen, "Redis: %s", ars_redis_error(r));
         return err;
+    }
+    long long restored = 0;
+    if (json_object_array_length(ids) == 0 && restore_from_pg(r, cfg, &restored) == ARS_OK && restored > 0) {
+        json_object_put(ids);
+        err = ars_rec_redis_ids(r, cfg, &ars_account_entity, 0, &ids);
+        if (err) {
+            snprintf(errbuf, errlen, "Redis: %s", ars_redis_error(r));
+            return err;
+        }
     }
     *items = json_object_new_array();
     for (size_t i = 0; i < json_object_array_length(ids); i++) {

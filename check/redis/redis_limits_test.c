@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "keys.h"
 #include "limits.h"
@@ -775,6 +776,96 @@ static void outage_record(struct ars_usage_record *rec, const struct ars_key *k,
     rec->cost_micros = cost;
 }
 
+/* Keeps Redis busy for about ms milliseconds from another connection (a
+ * Lua loop on TIME): commands sent meanwhile wait, and a client whose
+ * command timeout is shorter gives up while its command still runs
+ * later. Returns the connection; read its reply with finish_busy. */
+static redisContext *start_busy(long long ms)
+{
+    struct timeval tv = { 5, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", (int)strtol(port, NULL, 10), tv);
+    if (!c || c->err)
+        return c;
+    char arg[24];
+    snprintf(arg, sizeof(arg), "%lld", ms * 1000);
+    redisAppendCommand(c, "EVAL %s 0 %s",
+                       "local s = redis.call('TIME') local t0 = s[1] * 1000000 + s[2] "
+                       "while true do local t = redis.call('TIME') "
+                       "if t[1] * 1000000 + t[2] - t0 > tonumber(ARGV[1]) then return 1 end end",
+                       arg);
+    int done = 0;
+    while (!done && redisBufferWrite(c, &done) == REDIS_OK)
+        ;
+    usleep(200000);   /* let Redis start the loop (a loaded machine may be slow to) */
+    return c;
+}
+
+static void finish_busy(redisContext *c)
+{
+    void *rep = NULL;
+    if (c && !c->err && redisGetReply(c, &rep) == REDIS_OK)
+        freeReplyObject(rep);
+    if (c)
+        redisFree(c);
+}
+
+/* Issue 8: an admission that timed out in Redis answered 503, but its
+ * script ran later and left a lease nobody released. */
+static void test_admit_timeout(void)
+{
+    char e_port[64], e_prefix[96], e_spool[192];
+    snprintf(e_port, sizeof(e_port), "REDIS_PORT=%s", port);
+    snprintf(e_prefix, sizeof(e_prefix), "REDIS_KEY_PREFIX=%s", P);
+    snprintf(e_spool, sizeof(e_spool), "USAGE_SPOOL_FILE=%s", spool);
+    char *env[] = { "REDIS_HOST=127.0.0.1", e_port, e_prefix, e_spool,
+                    "JWT_SECRET=0123456789abcdef0123456789abcdef0123",
+                    "ENCRYPTION_KEY=0123456789abcdef0123456789abcdef", "LEASE_TTL_SECONDS=60",
+                    "REDIS_CONNECT_TIMEOUT_MS=300", "REDIS_COMMAND_TIMEOUT_MS=150", NULL };
+    struct ars_config *fast = NULL;
+    char err[512];
+    if (ars_config_load(NULL, 0, env, &fast, err, sizeof(err)) != ARS_OK) {
+        check(0, "config with a short Redis timeout: %s", err);
+        return;
+    }
+    struct ars_redis *r = ars_redis_new();
+    struct ars_key k;
+    make_key(&k, 9101);
+    k.concurrency_limit = 1;
+    long long now = ars_wall_ms();
+    char conc[256];
+    snprintf(conc, sizeof(conc), "%slim:{%s}:conc", P, k.id);
+    struct ars_admission a;
+    /* Warm the connection and the script cache, then drop that lease. */
+    check(ars_limits_admit(r, fast, &k, "to-warm", now, 0, &a) == ARS_OK && a.verdict == ARS_LIMIT_OK,
+          "admission timeout: a first admission passes");
+    ars_limits_release(r, fast, k.id, "to-warm");
+
+    size_t queued_before = ars_usage_queued();
+    redisContext *busy = start_busy(1200);
+    enum ars_err e = ars_limits_admit(r, fast, &k, "to-1", now, 0, &a);
+    check(e == ARS_ERR_UNAVAILABLE, "admission timeout: a Redis busy past REDIS_COMMAND_TIMEOUT_MS is unavailable (%s)",
+          ars_err_str(e));
+    check(ars_usage_queued() == queued_before + 1, "admission timeout: a compensating release is queued");
+    finish_busy(busy);
+    usleep(100000);
+    check(rll("ZSCORE %s to-1", conc) > 0, "admission timeout: the script ran after the timeout (the phantom lease)");
+    struct ars_usage_flush_result res;
+    check(ars_usage_flush(rds, cfg, &res) == ARS_OK && ars_usage_queued() == 0,
+          "admission timeout: the queued release is applied by the retry path");
+    check(rll("ZCARD %s", conc) == 0, "admission timeout: no lease is left afterwards");
+    check(admit(&k, "to-2", now + 10, 0).verdict == ARS_LIMIT_OK,
+          "admission timeout: the concurrency-1 key admits the next request at once");
+    ars_limits_release(rds, cfg, k.id, "to-2");
+
+    /* The other order: the release arrives before the late script. */
+    check(ars_limits_cancel(rds, cfg, k.id, "to-3") == ARS_OK, "cancel before the script: returns OK");
+    check(admit(&k, "to-3", now + 20, 0).verdict == ARS_LIMIT_OK && rll("ZCARD %s", conc) == 0,
+          "cancel before the script: a late admission script takes no lease");
+    check(rll("PTTL %slim:{%s}:cancel:to-3", P, k.id) > 0, "cancel before the script: the tombstone expires");
+    ars_redis_free(r);
+    ars_config_free(fast);
+}
+
 static void test_outage(void)
 {
     if (!getenv("LIMITS_TEST_REDIS_CTL")) {
@@ -931,6 +1022,7 @@ int main(int argc, char **argv)
     test_usage_counters();
     test_reqlog_and_releases();
     test_two_processes();
+    test_admit_timeout();
     test_outage();
 
     ars_usage_stop();

@@ -29,6 +29,7 @@
 #include "records.h"
 #include "redis.h"
 #include "scheduler.h"
+#include "usage.h"
 
 #define ID_LEN 64
 #define LEASE_TTL_S 300
@@ -269,7 +270,7 @@ static const char *name_of(const char *id, const char *a, const char *b, const c
 static void mark(const char *aid, const char *model, int status, const char *retry_after, const char *reset)
 {
     struct ars_account *a = cached(aid);
-    if (ars_sched_mark(R, cfg, a, model, status, retry_after, reset, now_ms()))
+    if (ars_sched_mark(R, cfg, a, NULL, model, status, retry_after, reset, now_ms()))
         die("ars_sched_mark", ars_redis_error(R));
     ars_account_release(a);
 }
@@ -683,6 +684,185 @@ static void test_leases(void)
     expect(rint_cmd("ZCARD", lease_key) == 0, "ars_sched_release drops the lease", NULL);
 }
 
+/* Keeps Redis busy for about ms milliseconds from another connection, so
+ * that a client with a shorter command timeout gives up while its
+ * command still runs afterwards. Read the reply with finish_busy. */
+static redisContext *start_busy(const char *port, long long ms)
+{
+    struct timeval tv = { 5, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", (int)strtol(port, NULL, 10), tv);
+    if (!c || c->err)
+        return c;
+    char arg[24];
+    snprintf(arg, sizeof(arg), "%lld", ms * 1000);
+    redisAppendCommand(c, "EVAL %s 0 %s",
+                       "local s = redis.call('TIME') local t0 = s[1] * 1000000 + s[2] "
+                       "while true do local t = redis.call('TIME') "
+                       "if t[1] * 1000000 + t[2] - t0 > tonumber(ARGV[1]) then return 1 end end",
+                       arg);
+    int done = 0;
+    while (!done && redisBufferWrite(c, &done) == REDIS_OK)
+        ;
+    sleep_us(200000);   /* let Redis start the loop (a loaded machine may be slow to) */
+    return c;
+}
+
+static void finish_busy(redisContext *c)
+{
+    void *rep = NULL;
+    if (c && !c->err && redisGetReply(c, &rep) == REDIS_OK)
+        freeReplyObject(rep);
+    if (c)
+        redisFree(c);
+}
+
+/* Issue 8: a pick that timed out in Redis answered 503, but its script
+ * ran later and left an account lease nobody released. */
+static void test_pick_cancel(const char *port)
+{
+    char a[ID_LEN], lease_key[256];
+    flush();
+    console(a, "A", 10, 1, NULL);
+    ars_sched_lease_key(cfg, a, lease_key, sizeof(lease_key));
+    long long t = now_ms();
+    struct result r1 = pick(NULL, "claude-sonnet-4-5", NULL, "pc-1", t);
+    expect(r1.err == ARS_OK && rint_cmd("ZCARD", lease_key) == 1, "cancel: a pick takes a lease", NULL);
+    expect(ars_sched_cancel(R, cfg, "pc-1") == ARS_OK && rint_cmd("ZCARD", lease_key) == 0,
+           "cancel: ars_sched_cancel drops the request's lease without knowing the account", NULL);
+    expect(ars_sched_cancel(R, cfg, "pc-2") == ARS_OK, "cancel: before the pick returns OK", NULL);
+    struct result r2 = pick(NULL, "claude-sonnet-4-5", NULL, "pc-2", t + 1);
+    expect(r2.err != ARS_OK && rint_cmd("ZCARD", lease_key) == 0,
+           "cancel: a pick script that runs after the cancel takes no lease", "err %d", r2.err);
+    struct result r3 = pick(NULL, "claude-sonnet-4-5", NULL, "pc-3", t + 2);
+    expect(r3.err == ARS_OK && !strcmp(r3.id, a), "cancel: other requests still get the account", NULL);
+    release(a, "pc-3");
+
+    /* The real thing: Redis busy past the command timeout. */
+    char port_env[64], err[512];
+    snprintf(port_env, sizeof(port_env), "REDIS_PORT=%s", port);
+    char *env[] = { "JWT_SECRET=0123456789abcdef0123456789abcdef-jwt", "ENCRYPTION_KEY=0123456789abcdef0123456789abcdef",
+                    port_env, "REDIS_KEY_PREFIX=schedtest:", "ACCOUNT_CACHE_SECONDS=60", "LEASE_TTL_SECONDS=300",
+                    "REDIS_COMMAND_TIMEOUT_MS=150", NULL };
+    struct ars_config *fast = NULL;
+    if (ars_config_load(NULL, 0, env, &fast, err, sizeof(err))) {
+        expect(0, "cancel: config with a short Redis timeout", "%s", err);
+        return;
+    }
+    struct ars_redis *r = ars_redis_new();
+    struct ars_pick p;
+    char why[ARS_SCHED_WHY_LEN];
+    enum ars_err e = ars_sched_pick(r, fast, NULL, "claude-sonnet-4-5", NULL, "pc-warm", NULL, 0, t + 3, &p, why,
+                                    sizeof(why));
+    if (e == ARS_OK) {
+        ars_account_release(p.account);
+        release(a, "pc-warm");
+    }
+    size_t queued = ars_usage_queued();
+    redisContext *busy = start_busy(port, 1200);
+    e = ars_sched_pick(r, fast, NULL, "claude-sonnet-4-5", NULL, "pc-4", NULL, 0, t + 4, &p, why, sizeof(why));
+    expect(e == ARS_ERR_UNAVAILABLE, "pick timeout: a Redis busy past the command timeout is unavailable",
+           "err %d", e);
+    if (e == ARS_OK)
+        ars_account_release(p.account);
+    expect(ars_usage_queued() == queued + 1, "pick timeout: a compensating release is queued", NULL);
+    finish_busy(busy);
+    sleep_us(100000);
+    expect(rint_cmd("ZCARD", lease_key) == 1, "pick timeout: the script ran after the timeout (the phantom lease)",
+           NULL);
+    struct ars_usage_flush_result res;
+    expect(ars_usage_flush(R, cfg, &res) == ARS_OK && ars_usage_queued() == 0,
+           "pick timeout: the retry path applies the queued release", "%s", res.error);
+    expect(rint_cmd("ZCARD", lease_key) == 0, "pick timeout: no account lease is left", NULL);
+    ars_redis_free(r);
+    ars_config_free(fast);
+}
+
+/* Transport failures: a short back-off with one probe at a time, never
+ * the long error cool-down. */
+static void test_breaker(void)
+{
+    char a[ID_LEN], b[ID_LEN], brk[256], cool[256];
+    flush();
+    console(a, "A", 1, 0, NULL);
+    long long t = now_ms();
+    struct ars_account *acc = cached(a);
+    pool_key(brk, sizeof(brk), "brk", a, NULL);
+    pool_key(cool, sizeof(cool), "cool", a, "all");
+    for (int i = 0; i < 5; i++)
+        ars_sched_mark_transport(R, cfg, acc, "connect failed", t);
+    expect(rint_cmd("EXISTS", cool) == 0, "breaker: transport failures never start the error cool-down", NULL);
+    expect(rint_cmd("EXISTS", brk) == 1, "breaker: transport failures open the breaker", NULL);
+
+    struct ars_pick p;
+    char why[ARS_SCHED_WHY_LEN];
+    enum ars_err e = ars_sched_pick(R, cfg, NULL, "claude-sonnet-4-5", NULL, "bk-1", NULL, 0, t + 10, &p, why,
+                                    sizeof(why));
+    expect(e == ARS_OK && p.probe == 1, "breaker: a pool with every account backing off lets one probe through",
+           "err %d probe %d", e, e == ARS_OK ? p.probe : -1);
+    if (e == ARS_OK)
+        ars_account_release(p.account);
+    struct result second = pick(NULL, "claude-sonnet-4-5", NULL, "bk-2", t + 20);
+    expect(second.err == ARS_ERR_NOTFOUND, "breaker: while the probe is in flight nobody else gets the account",
+           "err %d", second.err);
+    ars_sched_mark_transport(R, cfg, acc, "connect failed", t + 30);   /* the probe failed */
+    release(a, "bk-1");
+    e = ars_sched_pick(R, cfg, NULL, "claude-sonnet-4-5", NULL, "bk-3", NULL, 0, t + 40, &p, why, sizeof(why));
+    expect(e == ARS_OK && p.probe == 1, "breaker: after a failed probe the next request may probe again", "err %d", e);
+    if (e == ARS_OK) {
+        ars_sched_breaker_close(R, cfg, p.account);
+        ars_account_release(p.account);
+    }
+    release(a, "bk-3");
+    expect(rint_cmd("EXISTS", brk) == 0, "breaker: a successful probe closes it", NULL);
+    e = ars_sched_pick(R, cfg, NULL, "claude-sonnet-4-5", NULL, "bk-4", NULL, 0, t + 50, &p, why, sizeof(why));
+    expect(e == ARS_OK && p.probe == 0, "breaker: closed, requests are ordinary again", "err %d", e);
+    if (e == ARS_OK)
+        ars_account_release(p.account);
+    release(a, "bk-4");
+
+    /* With another account available, a backing-off one waits its turn. */
+    console(b, "B", 50, 0, NULL);
+    ars_sched_cache_invalidate();
+    ars_sched_mark_transport(R, cfg, acc, "connect failed", t);
+    struct result other = pick(NULL, "claude-sonnet-4-5", NULL, "bk-5", t + 10);
+    expect(other.err == ARS_OK && !strcmp(other.id, b), "breaker: while A backs off, B serves", "got %s",
+           name_of(other.id, a, b, NULL));
+    release(b, "bk-5");
+    long long after = t + cfg->transport_backoff_seconds * 1000 + 10;
+    e = ars_sched_pick(R, cfg, NULL, "claude-sonnet-4-5", NULL, "bk-6", NULL, 0, after, &p, why, sizeof(why));
+    expect(e == ARS_OK && !strcmp(p.account->id, a) && p.probe == 1,
+           "breaker: after the back-off, A (by priority) is probed", "err %d", e);
+    if (e == ARS_OK)
+        ars_account_release(p.account);
+    struct result during = pick(NULL, "claude-sonnet-4-5", NULL, "bk-7", after + 10);
+    expect(during.err == ARS_OK && !strcmp(during.id, b), "breaker: one probe at a time; the rest go to B", "got %s",
+           name_of(during.id, a, b, NULL));
+    release(a, "bk-6");
+    release(b, "bk-7");
+    ars_account_release(acc);
+}
+
+/* One key's requests may mark accounts only so often. */
+static void test_marks_per_key(void)
+{
+    char a[ID_LEN], errors[256], cool[256];
+    flush();
+    console(a, "A", 1, 0, NULL);
+    struct ars_account *acc = cached(a);
+    pool_key(errors, sizeof(errors), "errors", a, NULL);
+    pool_key(cool, sizeof(cool), "cool", a, "all");
+    for (int i = 0; i < 5; i++)
+        ars_sched_mark(R, cfg, acc, "key-1", "claude-sonnet-4-5", 500, NULL, NULL, now_ms());
+    char count[32];
+    rget(errors, count, sizeof(count));
+    expect(rint_cmd("EXISTS", cool) == 0 && strtoll(count, NULL, 10) == cfg->error_marks_per_key_per_minute,
+           "marks per key: one key's 5 errors count only ERROR_MARKS_PER_KEY_PER_MINUTE times", "errors '%s'",
+           count);
+    ars_sched_mark(R, cfg, acc, "key-2", "claude-sonnet-4-5", 503, NULL, NULL, now_ms());
+    expect(rint_cmd("EXISTS", cool) == 1, "marks per key: another key's error reaches the threshold", NULL);
+    ars_account_release(acc);
+}
+
 static void test_cache(void)
 {
     char a[ID_LEN], b[ID_LEN];
@@ -1085,6 +1265,8 @@ int main(int argc, char **argv)
                     "ERROR_THRESHOLD=3",
                     "ERROR_WINDOW_SECONDS=300",
                     "ERROR_COOLDOWN_SECONDS=240",
+                    "ERROR_MARKS_PER_KEY_PER_MINUTE=2",
+                    "TRANSPORT_BACKOFF_SECONDS=2",
                     "OAUTH_REFRESH_AHEAD_SECONDS=300",
                     "OAUTH_CLIENT_ID=test-client-id",
                     token_url,
@@ -1116,6 +1298,9 @@ int main(int argc, char **argv)
     test_dedicated();
     test_group();
     test_leases();
+    test_pick_cancel(port);
+    test_breaker();
+    test_marks_per_key();
     test_cache();
     test_two_processes();
     if (mock_url) {

@@ -10,6 +10,7 @@
 #include "keys.h"
 #include "log.h"
 #include "redis.h"
+#include "usage.h"
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -96,6 +97,15 @@ static enum ars_err key_name(const struct ars_config *cfg, const char *key_id, c
     return len < 0 || (size_t)len >= n ? ARS_ERR_TOOBIG : ARS_OK;
 }
 
+/* "P lim:{KID}:cancel:RID": set by ars_limits_cancel, read by the admit
+ * script (same hash tag, so cluster-safe). */
+static enum ars_err cancel_key(const struct ars_config *cfg, const char *key_id, const char *request_id,
+                               char *out, size_t n)
+{
+    int len = snprintf(out, n, "%slim:{%s}:cancel:%s", cfg->redis_key_prefix, key_id, request_id);
+    return len < 0 || (size_t)len >= n ? ARS_ERR_TOOBIG : ARS_OK;
+}
+
 void ars_limits_lease_key(const struct ars_config *cfg, const char *key_id, char *out, size_t n)
 {
     if (n && key_name(cfg, key_id, "conc", out, n) != ARS_OK)
@@ -112,7 +122,8 @@ int ars_limits_window_active(const struct ars_key *k)
  * last check passed, so a refusal charges nothing (dropping expired leases
  * is housekeeping, not a charge). Returns {verdict, retry_after_ms,
  * reset_at_ms, current, limit, window_start_ms}.
- * KEYS: conc, win, daily, weekly, total.
+ * KEYS: conc, win, daily, weekly, total, cancel (ars_limits_cancel's
+ *       tombstone: a request the caller gave up on takes nothing).
  * ARGV: now, request id, lease deadline, lease ttl ms, count_tokens (0/1),
  *       concurrency limit, window ms (0: none), window requests, tokens,
  *       cost, daily, weekly, total limits, next day start, next week start.
@@ -120,6 +131,7 @@ int ars_limits_window_active(const struct ars_key *k)
  * numbers); values written back are the caller's strings, so no number
  * goes through Lua's float formatting on the way into Redis. */
 static struct ars_redis_script admit_script = ARS_REDIS_SCRIPT(
+    "if ARGV[5] ~= '1' and redis.call('EXISTS', KEYS[6]) == 1 then return {0, 0, 0, 0, 0, 0} end\n"
     "local now = tonumber(ARGV[1])\n"
     "local lease_ms = tonumber(ARGV[4])\n"
     "local ct = ARGV[5] == '1'\n"
@@ -227,7 +239,7 @@ enum ars_err ars_limits_admit(struct ars_redis *r, const struct ars_config *cfg,
         return ARS_OK;
 
     char conc[ARS_LIMITS_KEY_MAX], win[ARS_LIMITS_KEY_MAX], daily[ARS_LIMITS_KEY_MAX];
-    char weekly[ARS_LIMITS_KEY_MAX], total[ARS_LIMITS_KEY_MAX], suffix[64];
+    char weekly[ARS_LIMITS_KEY_MAX], total[ARS_LIMITS_KEY_MAX], cancel[ARS_LIMITS_KEY_MAX], suffix[64];
     char day[9];
     ars_day_bucket(now_ms, day);
     long long week_start = ars_week_start_ms(now_ms, k->weekly_reset_day, k->weekly_reset_hour);
@@ -242,6 +254,8 @@ enum ars_err ars_limits_admit(struct ars_redis *r, const struct ars_config *cfg,
         err = key_name(cfg, k->id, suffix, weekly, sizeof(weekly));
     if (!err)
         err = key_name(cfg, k->id, "cost:total", total, sizeof(total));
+    if (!err)
+        err = cancel_key(cfg, k->id, request_id, cancel, sizeof(cancel));
     if (err)
         return err;
 
@@ -262,15 +276,29 @@ enum ars_err ars_limits_admit(struct ars_redis *r, const struct ars_config *cfg,
     snprintf(a_total, sizeof(a_total), "%lld", nonneg(k->total_cost_micros));
     snprintf(a_day_end, sizeof(a_day_end), "%lld", ars_day_start_ms(now_ms) + ARS_DAY_MS);
     snprintf(a_week_end, sizeof(a_week_end), "%lld", week_start + ARS_WEEK_MS);
-    const char *kv[] = { conc, win, daily, weekly, total,
+    const char *kv[] = { conc, win, daily, weekly, total, cancel,
                          a_now, request_id, a_deadline, a_lease, count_tokens_request ? "1" : "0",
                          a_conc, a_win, a_wreq, a_wtok, a_wcost, a_daily, a_weekly, a_total,
                          a_day_end, a_week_end };
 
     redisReply *rep = NULL;
-    err = ars_redis_eval(r, cfg, &admit_script, &rep, 5, 15, kv, NULL);
-    if (err)
+    err = ars_redis_eval(r, cfg, &admit_script, &rep, 6, 15, kv, NULL);
+    if (err) {
+        /* A timeout does not mean the script did not run: it may still
+         * run once Redis gets to it and leave a lease nobody releases
+         * (it would block a concurrency-1 key for LEASE_TTL_SECONDS).
+         * Queue a compensating release (usage.c retries it); its
+         * tombstone also stops a script that runs after it. */
+        struct ars_logline l;
+        ars_log_begin(&l, ARS_LOG_WARN, request_id, "limits_admit_unavailable");
+        ars_log_str(&l, "key", k->id);
+        ars_log_str(&l, "error", ars_redis_error(r));
+        ars_log_str(&l, "action", count_tokens_request ? "none (no lease taken)" : "compensating release queued");
+        ars_log_end(&l);
+        if (!count_tokens_request)
+            (void)ars_usage_cancel_later(cfg, request_id, k->id, 1, 0);
         return err;
+    }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 6) {
         log_reply_error(request_id, "limits_admit_failed", rep);
         err = ARS_ERR_UNAVAILABLE;
@@ -339,6 +367,37 @@ enum ars_err ars_limits_release(struct ars_redis *r, const struct ars_config *cf
         return err;
     if (rep->type != REDIS_REPLY_INTEGER) {
         log_reply_error(request_id, "limits_release_failed", rep);
+        err = ARS_ERR_UNAVAILABLE;
+    }
+    freeReplyObject(rep);
+    return err;
+}
+
+/* Tombstone first, then the lease: a late admit script sees the one, an
+ * early one's lease goes with the other. The tombstone lives as long as
+ * a lease would (LEASE_TTL_SECONDS): a script that waited longer than
+ * that in Redis would have left a lease that is expired anyway. */
+static struct ars_redis_script cancel_script = ARS_REDIS_SCRIPT(
+    "redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])\n"
+    "return redis.call('ZREM', KEYS[1], ARGV[1])\n");
+
+enum ars_err ars_limits_cancel(struct ars_redis *r, const struct ars_config *cfg, const char *key_id,
+                               const char *request_id)
+{
+    char conc[ARS_LIMITS_KEY_MAX], cancel[ARS_LIMITS_KEY_MAX], ttl[24];
+    enum ars_err err = key_name(cfg, key_id, "conc", conc, sizeof(conc));
+    if (!err)
+        err = cancel_key(cfg, key_id, request_id, cancel, sizeof(cancel));
+    if (err)
+        return err;
+    snprintf(ttl, sizeof(ttl), "%lld", cfg->lease_ttl_seconds * 1000);
+    const char *kv[] = { conc, cancel, request_id, ttl };
+    redisReply *rep = NULL;
+    err = ars_redis_eval(r, cfg, &cancel_script, &rep, 2, 2, kv, NULL);
+    if (err)
+        return err;
+    if (rep->type != REDIS_REPLY_INTEGER) {
+        log_reply_error(request_id, "limits_cancel_failed", rep);
         err = ARS_ERR_UNAVAILABLE;
     }
     freeReplyObject(rep);

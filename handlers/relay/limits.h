@@ -86,7 +86,8 @@ struct ars_admission {
  * endpoint (no lease, not counted in the window; budgets and window
  * limits still apply). ARS_OK with *out filled, whatever the verdict;
  * ARS_ERR_UNAVAILABLE when Redis cannot answer (the caller decides
- * whether to fail open or closed); ARS_ERR_TOOBIG for an absurd key
+ * whether to fail open or closed; the failure is logged, and a
+ * compensating release is queued, see ars_limits_cancel); ARS_ERR_TOOBIG for an absurd key
  * prefix. A count_tokens request of a key without window or budget
  * limits needs no Redis round trip at all. */
 enum ars_err ars_limits_admit(struct ars_redis *r, const struct ars_config *cfg, const struct ars_key *k,
@@ -101,6 +102,13 @@ enum ars_err ars_limits_refresh(struct ars_redis *r, const struct ars_config *cf
 /* Drops a lease (no error when it is already gone). */
 enum ars_err ars_limits_release(struct ars_redis *r, const struct ars_config *cfg, const char *key_id,
                                 const char *request_id);
+/* Compensates an admission whose answer was lost (a Redis timeout): drops
+ * the request's lease if the script ran, and leaves a tombstone
+ * (P lim:{KID}:cancel:RID, LEASE_TTL_SECONDS) so that a script still
+ * waiting in Redis takes nothing. ars_limits_admit queues this itself
+ * (through ars_usage_cancel_later) when its script fails. */
+enum ars_err ars_limits_cancel(struct ars_redis *r, const struct ars_config *cfg, const char *key_id,
+                               const char *request_id);
 /* "P lim:{KID}:conc", the lease ZSET (usage.c releases in its pipeline).
  * Cut to n - 1 bytes; n >= ARS_LIMITS_KEY_MAX never cuts a sane prefix. */
 void ars_limits_lease_key(const struct ars_config *cfg, const char *key_id, char *out, size_t n);

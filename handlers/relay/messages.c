@@ -47,7 +47,12 @@
 struct relay {
     struct ars_request *req;
     const struct ars_config *cfg;
-    struct ars_key *key;
+    struct ars_key *key;           /* the request's reference: dropped by auth's arena cleanup */
+    /* The key's id, copied: arena cleanups run newest first, so auth's
+     * release of the key runs BEFORE relay_release_leases (registered
+     * earlier); with KEY_CACHE_SECONDS=0 that was the last reference, and
+     * reading rl->key->id there was a use-after-free that left the lease. */
+    char key_id[ARS_UUID_LEN + 1];
     struct ars_body_fields body;
     int count_tokens;
     const char *route_family;
@@ -57,6 +62,7 @@ struct relay {
     int key_lease;                 /* a concurrency lease is held */
     struct ars_account *account;   /* current attempt (reference) */
     int account_lease;
+    int probe;                     /* this attempt tests the account's open transport breaker */
     char account_id[40];           /* the account that served (for usage) */
 
     /* one attempt */
@@ -96,7 +102,7 @@ static void relay_release_leases(void *arg)
     struct relay *rl = arg;
     struct ars_worker *w = rl->req->worker;
     if (rl->key_lease)
-        ars_limits_release(w->redis, rl->cfg, rl->key->id, rl->req->id);
+        ars_limits_release(w->redis, rl->cfg, rl->key_id, rl->req->id);
     if (rl->account_lease && rl->account)
         ars_sched_release(w->redis, rl->cfg, rl->account->id, rl->req->id);
     rl->key_lease = rl->account_lease = 0;
@@ -309,6 +315,12 @@ static void pass_request_id(struct relay *rl, const struct ars_upstream_headers 
 static int on_head(void *ctx, const struct ars_upstream_headers *h)
 {
     struct relay *rl = ctx;
+    if (rl->probe) {
+        /* A probe got an answer head: the transport works again. Closed
+         * now, not after a long stream, so others need not wait for it. */
+        ars_sched_breaker_close(rl->req->worker->redis, rl->cfg, rl->account);
+        rl->probe = 0;
+    }
     const char *ct = ars_upstream_header(h, "content-type");
     if (rl->stream && h->status == 200 && ct && strstr(ct, "text/event-stream")) {
         pass_request_id(rl, h);
@@ -392,7 +404,7 @@ static void refresh_leases(struct relay *rl)
     struct ars_worker *w = rl->req->worker;
     long long now = ars_wall_ms();
     if (rl->key_lease)
-        ars_limits_refresh(w->redis, rl->cfg, rl->key->id, rl->req->id, now);
+        ars_limits_refresh(w->redis, rl->cfg, rl->key_id, rl->req->id, now);
     if (rl->account_lease)
         ars_sched_refresh(w->redis, rl->cfg, rl->account->id, rl->req->id, now);
 }
@@ -578,6 +590,12 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
             memset(res, 0, sizeof(*res));
             res->outcome = ARS_UP_CONNECT_FAILED;
             snprintf(res->error, sizeof(res->error), "OAuth token: %.200s", err);
+            if (rl->probe) {
+                /* The probe could not even start: end it, so the next
+                 * request may probe (a failed probe backs off further). */
+                ars_sched_mark_transport(w->redis, rl->cfg, rl->account, "OAuth token unavailable", ars_wall_ms());
+                rl->probe = 0;
+            }
             return ATTEMPT_RETRY;
         }
     } else {
@@ -633,6 +651,20 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
     }
 
     int status = res->head.status;
+    if (status >= 200 && status < 300 && res->outcome != ARS_UP_DONE) {
+        /* A 2xx head whose body did not arrive whole (connection broken,
+         * over UPSTREAM_MAX_RESPONSE_BYTES, idle timeout): nothing reached
+         * the client yet, so it is a failed attempt, never a 200 with cut
+         * JSON. Another account may answer; answer_failed says 502. */
+        if (res->outcome != ARS_UP_TOO_BIG) {   /* too big is the answer's size, not the account's fault */
+            ars_sched_mark_transport(w->redis, rl->cfg, rl->account, ars_upstream_outcome_str(res->outcome),
+                                     ars_wall_ms());
+            rl->probe = 0;
+        }
+        log_attempt(rl, res, "failover");
+        ars_buf_reset(&rl->held);
+        return ATTEMPT_RETRY;
+    }
     if (res->outcome == ARS_UP_DONE && status >= 200 && status < 300) {
         /* Non-stream success (or a stream the upstream answered as JSON).
          * Usage is read as what the upstream sent (its content type), not
@@ -656,7 +688,8 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
         if (status == 401)
             ars_sched_mark_unauthorized(w->redis, rl->cfg, rl->account, "upstream answered 401");
         else
-            ars_sched_mark(w->redis, rl->cfg, rl->account, rl->body.model, status, retry_after, reset, ars_wall_ms());
+            ars_sched_mark(w->redis, rl->cfg, rl->account, rl->key_id, rl->body.model, status, retry_after, reset,
+                           ars_wall_ms());
         if (!retryable(status)) {
             snprintf(rl->account_id, sizeof(rl->account_id), "%s", rl->account->id);
             send_held(rl, res);
@@ -665,15 +698,29 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
         log_attempt(rl, res, "failover");
         return ATTEMPT_RETRY;
     }
-    /* Nothing usable arrived: connect failure or timeout before the head. */
-    ars_sched_mark(w->redis, rl->cfg, rl->account, rl->body.model, 502, NULL, NULL, ars_wall_ms());
+    /* Nothing usable arrived: connect failure or timeout before the head.
+     * A transport failure backs the account off briefly (a breaker), it
+     * does not count toward the long error cool-down: a 5-second outage
+     * must not park the pool for ERROR_COOLDOWN_SECONDS. */
+    ars_sched_mark_transport(w->redis, rl->cfg, rl->account, ars_upstream_outcome_str(res->outcome), ars_wall_ms());
+    rl->probe = 0;
     log_attempt(rl, res, "failover");
     return ATTEMPT_RETRY;
 }
 
 static void answer_failed(struct relay *rl, const struct ars_upstream_result *res)
 {
-    if (res->head.status) {
+    int st = res->head.status;
+    if (st >= 200 && st < 300 && res->outcome != ARS_UP_DONE) {
+        /* The last attempt's 2xx body broke off (see attempt()). */
+        rl->status = 502;
+        ars_resp_error(rl->req, 502, "api_error",
+                       res->outcome == ARS_UP_TOO_BIG ? "the upstream answer exceeded the relay's size limit"
+                       : res->outcome == ARS_UP_TIMEOUT_IDLE ? "the upstream stopped sending mid-answer (idle timeout)"
+                                                            : "the upstream connection broke mid-answer");
+        return;
+    }
+    if (st) {
         send_held(rl, res);
         return;
     }
@@ -712,6 +759,7 @@ static void relay_messages(struct ars_request *req, int count_tokens, int openai
 
     if (ars_auth_key(req, openai ? ARS_PERM_OPENAI : ARS_PERM_CLAUDE, &rl->key))
         return;
+    snprintf(rl->key_id, sizeof(rl->key_id), "%s", rl->key->id);
     char err[512];
     struct ars_buf *claude = req->body;
     if (openai) {
@@ -777,6 +825,12 @@ static void relay_messages(struct ars_request *req, int count_tokens, int openai
         e = ars_sched_pick(w->redis, cfg, rl->key, rl->body.model, rl->session[0] ? rl->session : NULL, req->id,
                            tried, ntried, ars_wall_ms(), &pick, why, sizeof(why));
         if (e) {
+            if (e == ARS_ERR_UNAVAILABLE && rl->key_lease) {
+                /* Redis failed: the key's lease goes by the retried
+                 * compensating release (ars_sched_pick queued the pool's). */
+                if (ars_usage_cancel_later(cfg, req->id, rl->key_id, 1, 0) == ARS_OK)
+                    rl->key_lease = 0;
+            }
             if (have_res) {
                 answer_failed(rl, &res);
             } else {
@@ -788,6 +842,7 @@ static void relay_messages(struct ars_request *req, int count_tokens, int openai
         }
         rl->account = pick.account;
         rl->account_lease = 1;
+        rl->probe = pick.probe;
         tried[ntried++] = ars_arena_strdup(req->arena, rl->account->id);
         if (have_res)
             ars_upstream_result_clear(&res);

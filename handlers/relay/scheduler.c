@@ -18,6 +18,7 @@
 #include "log.h"
 #include "records.h"
 #include "redis.h"
+#include "usage.h"
 
 /* A lease zset outlives its newest lease by this much, so an idle
  * account's zset disappears by itself. */
@@ -584,41 +585,60 @@ enum ars_err ars_sched_account(struct ars_redis *r, const struct ars_config *cfg
 /* the pick                                                             */
 
 /* KEYS[1] last-pick hash, KEYS[2] sticky key, then per candidate i (1..n):
- *   KEYS[3i] lease zset, KEYS[3i+1] cool:AID:all, KEYS[3i+2] cool:AID:FAMILY.
+ *   KEYS[4i-1] lease zset, KEYS[4i] cool:AID:all, KEYS[4i+1] cool:AID:FAMILY,
+ *   KEYS[4i+2] brk:AID (the transport breaker, see ars_sched_mark_transport);
+ *   last, cancel:RID (ars_sched_cancel's tombstone: the request was given
+ *   up after a timeout, take nothing).
  * ARGV[1] now ms, [2] lease deadline ms, [3] request id, [4] sticky TTL s
  *   (0: no stickiness), [5] lease zset TTL ms, [6] COOLDOWN_MAX ms, [7] n,
  *   then per candidate: id, priority, concurrency limit; then the number
- *   of excluded ids and the ids.
- * Returns {1, id, sticky_used} or {0, cooling, busy, soonest_ms}. */
+ *   of excluded ids and the ids; last, until when a probe taken now
+ *   blocks other probes (ms).
+ * Breaker states: no brk hash: closed. Backing off (until > now): only a
+ * last resort, when no other account is available, so a pool never has
+ * nothing schedulable for longer than a probe takes. A probe in flight
+ * (probe > now): nobody else. Back-off over: an ordinary candidate. An
+ * account with a brk hash that is picked becomes the probe (probe = the
+ * lease deadline): exactly one request at a time tests it.
+ * Returns {1, id, sticky_used, probe} or {0, cooling, busy, soonest_ms}. */
 static struct ars_redis_script pick_script = ARS_REDIS_SCRIPT(
+    "if redis.call('EXISTS', KEYS[#KEYS]) == 1 then return {0, 0, 0, -1} end\n"
     "local now = tonumber(ARGV[1])\n"
     "local n = tonumber(ARGV[7])\n"
     "local sticky_ttl = tonumber(ARGV[4])\n"
     "local cool_max = tonumber(ARGV[6])\n"
     "local bound = false\n"
     "if sticky_ttl > 0 then bound = redis.call('GET', KEYS[2]) end\n"
-    "local pick, p_prio, p_load, p_last, sticky_i\n"
+    "local pick, p_prio, p_load, p_last, sticky_i, last_resort, lr_prio\n"
     "local bound_seen = false\n"
     "local ncool, nbusy, soonest = 0, 0, -1\n"
     "for i = 1, n do\n"
     "  local id = ARGV[5 + 3 * i]\n"
     "  local prio = tonumber(ARGV[6 + 3 * i])\n"
     "  local limit = tonumber(ARGV[7 + 3 * i])\n"
-    "  local kconc = KEYS[3 * i]\n"
+    "  local kconc = KEYS[4 * i - 1]\n"
     "  redis.call('ZREMRANGEBYSCORE', kconc, '-inf', now)\n"
     "  local load = redis.call('ZCARD', kconc)\n"
     "  local wait = 0\n"
-    "  for _, k in ipairs({KEYS[3 * i + 1], KEYS[3 * i + 2]}) do\n"
+    "  for _, k in ipairs({KEYS[4 * i], KEYS[4 * i + 1]}) do\n"
     "    local t = redis.call('PTTL', k)\n"
     "    if t == -1 then redis.call('PEXPIRE', k, cool_max) t = cool_max end\n"
     "    if t > wait then wait = t end\n"
     "  end\n"
+    "  local b = redis.call('HMGET', KEYS[4 * i + 2], 'until', 'probe')\n"
+    "  local b_until, b_probe = tonumber(b[1]), tonumber(b[2]) or 0\n"
     "  if bound == id then bound_seen = true end\n"
     "  if wait > 0 then\n"
     "    ncool = ncool + 1\n"
     "    if soonest < 0 or wait < soonest then soonest = wait end\n"
     "  elseif limit > 0 and load >= limit then\n"
     "    nbusy = nbusy + 1\n"
+    "  elseif b_until and (b_probe > now or b_until > now) then\n"
+    "    ncool = ncool + 1\n"
+    "    local w = b_until - now\n"
+    "    if w < 1000 then w = 1000 end\n"
+    "    if soonest < 0 or w < soonest then soonest = w end\n"
+    "    if b_probe <= now and (not last_resort or prio < lr_prio) then last_resort, lr_prio = i, prio end\n"
     "  else\n"
     "    if bound == id then sticky_i = i end\n"
     "    local last = tonumber(redis.call('HGET', KEYS[1], id) or '0') or 0\n"
@@ -629,9 +649,15 @@ static struct ars_redis_script pick_script = ARS_REDIS_SCRIPT(
     "  end\n"
     "end\n"
     "if sticky_i then pick = sticky_i end\n"
+    "if not pick then pick = last_resort end\n"
     "if not pick then return {0, ncool, nbusy, soonest} end\n"
     "local id = ARGV[5 + 3 * pick]\n"
-    "local kconc = KEYS[3 * pick]\n"
+    "local kconc = KEYS[4 * pick - 1]\n"
+    "local probe = 0\n"
+    "if redis.call('HEXISTS', KEYS[4 * pick + 2], 'until') == 1 then\n"
+    "  redis.call('HSET', KEYS[4 * pick + 2], 'probe', ARGV[#ARGV])\n"
+    "  probe = 1\n"
+    "end\n"
     "redis.call('ZADD', kconc, ARGV[2], ARGV[3])\n"
     "if redis.call('PTTL', kconc) < tonumber(ARGV[5]) then redis.call('PEXPIRE', kconc, ARGV[5]) end\n"
     "redis.call('HSET', KEYS[1], id, ARGV[1])\n"
@@ -649,10 +675,10 @@ static struct ars_redis_script pick_script = ARS_REDIS_SCRIPT(
     "        if ARGV[base + j] == bound then stale = false end\n"
     "      end\n"
     "    end\n"
-    "    if not bound or stale then redis.call('SET', KEYS[2], id, 'EX', sticky_ttl) end\n"
+    "    if (not bound or stale) and pick ~= last_resort then redis.call('SET', KEYS[2], id, 'EX', sticky_ttl) end\n"
     "  end\n"
     "end\n"
-    "return {1, id, used}\n");
+    "return {1, id, used, probe}\n");
 
 static int excluded(const char *id, const char *const *ids, size_t n)
 {
@@ -912,7 +938,9 @@ enum ars_err ars_sched_pick(struct ars_redis *r, const struct ars_config *cfg, c
     for (size_t i = 0; i < ncand && !bad; i++)
         bad = argv_add_owned(&args, pool_key(cfg, "conc", cand[i]->id, NULL)) ||
               argv_add_owned(&args, pool_key(cfg, "cool", cand[i]->id, "all")) ||
-              argv_add_owned(&args, pool_key(cfg, "cool", cand[i]->id, family));
+              argv_add_owned(&args, pool_key(cfg, "cool", cand[i]->id, family)) ||
+              argv_add_owned(&args, pool_key(cfg, "brk", cand[i]->id, NULL));
+    bad = bad || argv_add_owned(&args, pool_key(cfg, "cancel", request_id, NULL));
     int nkeys = (int)args.n;
     bad = bad || argv_add_int(&args, now_ms) || argv_add_int(&args, now_ms + cfg->lease_ttl_seconds * 1000) ||
           argv_add(&args, request_id, 0) || argv_add_int(&args, sticky ? cfg->sticky_ttl_seconds : 0) ||
@@ -924,6 +952,9 @@ enum ars_err ars_sched_pick(struct ars_redis *r, const struct ars_config *cfg, c
     bad = bad || argv_add_int(&args, (long long)nexclude);
     for (size_t i = 0; i < nexclude && !bad; i++)
         bad = argv_add(&args, exclude_ids[i] ? exclude_ids[i] : "", 0);
+    /* A probe ends with its answer head or its failure; this bounds one
+     * whose relay died: the connect timeout plus ARS_SCHED_PROBE_SLACK_MS. */
+    bad = bad || argv_add_int(&args, now_ms + cfg->upstream_connect_timeout_ms + ARS_SCHED_PROBE_SLACK_MS);
     if (bad) {
         err = ARS_ERR_NOMEM;
         snprintf(why, whylen, "out of memory");
@@ -934,6 +965,15 @@ enum ars_err ars_sched_pick(struct ars_redis *r, const struct ars_config *cfg, c
     if (err) {
         snprintf(why, whylen, "Redis unavailable (%s)", ars_redis_error(r));
         err = ARS_ERR_UNAVAILABLE;
+        /* The script may still run after this timeout and take a lease
+         * on some account: queue a compensating release (see
+         * ars_sched_cancel). */
+        struct ars_logline l;
+        ars_log_begin(&l, ARS_LOG_WARN, request_id, "sched_pick_unavailable");
+        ars_log_str(&l, "error", ars_redis_error(r));
+        ars_log_str(&l, "action", "compensating release queued");
+        ars_log_end(&l);
+        (void)ars_usage_cancel_later(cfg, request_id, k ? k->id : NULL, 0, 1);
         goto out;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 || rep->element[0]->type != REDIS_REPLY_INTEGER) {
@@ -956,6 +996,8 @@ enum ars_err ars_sched_pick(struct ars_redis *r, const struct ars_config *cfg, c
         atomic_fetch_add(&((struct ars_account *)a)->refs, 1);
         out->account = (struct ars_account *)a;
         out->sticky = rep->element[2]->type == REDIS_REPLY_INTEGER && rep->element[2]->integer == 1;
+        out->probe = rep->elements > 3 && rep->element[3]->type == REDIS_REPLY_INTEGER &&
+                     rep->element[3]->integer == 1;
         err = ARS_OK;
         goto out;
     }
@@ -982,6 +1024,44 @@ out:
 void ars_sched_lease_key(const struct ars_config *cfg, const char *account_id, char *out, size_t n)
 {
     snprintf(out, n, "%spool:{pool}:conc:%s", cfg->redis_key_prefix, account_id);
+}
+
+/* KEYS[1] cancel:RID, then every account's lease zset; ARGV request id,
+ * tombstone TTL ms. */
+static struct ars_redis_script cancel_script = ARS_REDIS_SCRIPT(
+    "redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])\n"
+    "local n = 0\n"
+    "for i = 2, #KEYS do n = n + redis.call('ZREM', KEYS[i], ARGV[1]) end\n"
+    "return n\n");
+
+/* Which account the lost pick chose is unknown, so the request's lease is
+ * removed from every account of the current list (ZREM of a missing
+ * member is a no-op); the tombstone stops a pick script that runs later.
+ * This path is rare (a Redis timeout), so one call with up to
+ * ARS_SCHED_MAX_ACCOUNTS keys is fine. */
+enum ars_err ars_sched_cancel(struct ars_redis *r, const struct ars_config *cfg, const char *request_id)
+{
+    struct snapshot *s = NULL;
+    char errbuf[256];
+    enum ars_err err = get_snapshot(r, cfg, &s, errbuf, sizeof(errbuf));
+    if (err)
+        return ARS_ERR_UNAVAILABLE;
+    struct argv_list args = { 0 };
+    int bad = argv_add_owned(&args, pool_key(cfg, "cancel", request_id, NULL));
+    for (size_t i = 0; i < s->n && !bad; i++)
+        bad = argv_add_owned(&args, pool_key(cfg, "conc", s->accounts[i]->id, NULL));
+    int nkeys = (int)args.n;
+    bad = bad || argv_add(&args, request_id, 0) ||
+          argv_add_int(&args, cfg->lease_ttl_seconds * 1000 + LEASE_KEY_SLACK_MS);
+    redisReply *rep = NULL;
+    err = bad ? ARS_ERR_NOMEM : ars_redis_eval(r, cfg, &cancel_script, &rep, nkeys, (int)args.n - nkeys, args.v, NULL);
+    if (!err && rep->type != REDIS_REPLY_INTEGER)
+        err = ARS_ERR_UNAVAILABLE;
+    if (rep)
+        freeReplyObject(rep);
+    argv_free(&args);
+    snapshot_release(s);
+    return err;
 }
 
 static struct ars_redis_script refresh_script = ARS_REDIS_SCRIPT(
@@ -1293,10 +1373,18 @@ static struct ars_redis_script cool_script = ARS_REDIS_SCRIPT(
     "end\n"
     "return 0\n");
 
-/* KEYS[1] errors:AID, KEYS[2] cool:AID:all; ARGV window s, threshold,
- * cool-down ms, reason. Counts one error; at the threshold the account
- * cools down and the count starts over. Returns {count, cooled}. */
+/* KEYS[1] errors:AID, KEYS[2] cool:AID:all, KEYS[3] (optional)
+ * marks:KID; ARGV window s, threshold, cool-down ms, reason, marks per
+ * key per minute (0: no limit). Counts one error; at the threshold the
+ * account cools down and the count starts over. A key over its marks
+ * budget counts nothing. Returns {count, cooled}, {-1, 0} when the key's
+ * budget refused the mark. */
 static struct ars_redis_script errors_script = ARS_REDIS_SCRIPT(
+    "if KEYS[3] and tonumber(ARGV[5]) > 0 then\n"
+    "  local m = redis.call('INCR', KEYS[3])\n"
+    "  if m == 1 then redis.call('EXPIRE', KEYS[3], 60) end\n"
+    "  if m > tonumber(ARGV[5]) then return {-1, 0} end\n"
+    "end\n"
     "local n = redis.call('INCR', KEYS[1])\n"
     "if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end\n"
     "if n >= tonumber(ARGV[2]) then\n"
@@ -1363,7 +1451,7 @@ static enum ars_err set_cooldown(struct ars_redis *r, const struct ars_config *c
 }
 
 static enum ars_err count_error(struct ars_redis *r, const struct ars_config *cfg, const struct ars_account *a,
-                                int status, long long now_ms)
+                                const char *key_id, int status, long long now_ms)
 {
     char reason[128];
     snprintf(reason, sizeof(reason), "%lld errors (403/5xx) within %lld s, the last one %d", cfg->error_threshold,
@@ -1371,31 +1459,126 @@ static enum ars_err count_error(struct ars_redis *r, const struct ars_config *cf
     long long ms = ars_sched_cooldown_clamp_ms(cfg, cfg->error_cooldown_seconds * 1000);
     char *ekey = pool_key(cfg, "errors", a->id, NULL);
     char *ckey = pool_key(cfg, "cool", a->id, "all");
+    char *mkey = key_id && *key_id ? pool_key(cfg, "marks", key_id, NULL) : NULL;
     char *json = reason_json(status, now_ms + ms, "all", reason);
     enum ars_err err = ARS_ERR_NOMEM;
     redisReply *rep = NULL;
-    if (ekey && ckey && json) {
-        char window[24], threshold[24], px[24];
+    if (ekey && ckey && json && (mkey || !key_id || !*key_id)) {
+        char window[24], threshold[24], px[24], per_key[24];
         snprintf(window, sizeof(window), "%lld", cfg->error_window_seconds);
         snprintf(threshold, sizeof(threshold), "%lld", cfg->error_threshold);
         snprintf(px, sizeof(px), "%lld", ms);
-        const char *kv[] = { ekey, ckey, window, threshold, px, json };
-        err = ars_redis_eval(r, cfg, &errors_script, &rep, 2, 4, kv, NULL);
+        snprintf(per_key, sizeof(per_key), "%lld", mkey ? cfg->error_marks_per_key_per_minute : 0);
+        const char *kv[8];
+        int n = 0;
+        kv[n++] = ekey;
+        kv[n++] = ckey;
+        if (mkey)
+            kv[n++] = mkey;   /* without a key there is no budget to charge */
+        int nkeys = n;
+        kv[n++] = window;
+        kv[n++] = threshold;
+        kv[n++] = px;
+        kv[n++] = json;
+        kv[n++] = per_key;
+        err = ars_redis_eval(r, cfg, &errors_script, &rep, nkeys, n - nkeys, kv, NULL);
         if (!err && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2))
             err = ARS_ERR_UNAVAILABLE;
     }
-    if (!err && rep->element[1]->integer == 1)
+    if (!err && rep->element[0]->integer == -1) {
+        struct ars_logline l;
+        ars_log_begin(&l, ARS_LOG_INFO, NULL, "error_mark_skipped");
+        ars_log_str(&l, "account", a->id);
+        ars_log_str(&l, "key", key_id);
+        ars_log_int(&l, "status", status);
+        ars_log_str(&l, "reason", "ERROR_MARKS_PER_KEY_PER_MINUTE reached for this key");
+        ars_log_end(&l);
+    } else if (!err && rep->element[1]->integer == 1) {
         log_cooldown(a, status, "all", ms, now_ms + ms, reason);
+    }
     if (rep)
         freeReplyObject(rep);
     free(ekey);
     free(ckey);
+    free(mkey);
     free(json);
     return err;
 }
 
+/* KEYS[1] brk:AID; ARGV now ms, base back-off ms, max back-off ms, hold
+ * ms. One more consecutive transport failure: the back-off doubles from
+ * the base up to the max, a probe in flight is over. The hash expires
+ * after `hold` without failures (the account counts as healed then).
+ * Returns {failures, back-off ms}. */
+static struct ars_redis_script transport_script = ARS_REDIS_SCRIPT(
+    "local f = redis.call('HINCRBY', KEYS[1], 'fails', 1)\n"
+    "local b = tonumber(ARGV[2])\n"
+    "for _ = 2, math.min(f, 32) do b = b * 2 end\n"
+    "if b > tonumber(ARGV[3]) then b = tonumber(ARGV[3]) end\n"
+    "redis.call('HSET', KEYS[1], 'until', string.format('%.0f', tonumber(ARGV[1]) + b))\n"
+    "redis.call('HDEL', KEYS[1], 'probe')\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
+    "return {f, b}\n");
+
+enum ars_err ars_sched_mark_transport(struct ars_redis *r, const struct ars_config *cfg,
+                                      const struct ars_account *a, const char *what, long long now_ms)
+{
+    char *key = pool_key(cfg, "brk", a->id, NULL);
+    if (!key)
+        return ARS_ERR_NOMEM;
+    long long base = cfg->transport_backoff_seconds * 1000, max = cfg->transport_backoff_max_seconds * 1000;
+    if (max < base)
+        max = base;
+    char now[24], a_base[24], a_max[24], hold[24];
+    snprintf(now, sizeof(now), "%lld", now_ms);
+    snprintf(a_base, sizeof(a_base), "%lld", base);
+    snprintf(a_max, sizeof(a_max), "%lld", max);
+    /* Ten maximal back-offs without a failure: the account is healed. */
+    snprintf(hold, sizeof(hold), "%lld", 10 * max);
+    const char *kv[] = { key, now, a_base, a_max, hold };
+    redisReply *rep = NULL;
+    enum ars_err err = ars_redis_eval(r, cfg, &transport_script, &rep, 1, 4, kv, NULL);
+    free(key);
+    if (err)
+        return err;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 && rep->element[0]->type == REDIS_REPLY_INTEGER &&
+        rep->element[1]->type == REDIS_REPLY_INTEGER) {
+        struct ars_logline l;
+        ars_log_begin(&l, ARS_LOG_WARN, NULL, "account_backoff");
+        ars_log_str(&l, "account", a->id);
+        ars_log_str(&l, "name", a->name);
+        ars_log_str(&l, "reason", what ? what : "transport failure");
+        ars_log_int(&l, "failures", rep->element[0]->integer);
+        ars_log_int(&l, "backoff_ms", rep->element[1]->integer);
+        ars_log_end(&l);
+    } else {
+        err = ARS_ERR_UNAVAILABLE;
+    }
+    freeReplyObject(rep);
+    return err;
+}
+
+enum ars_err ars_sched_breaker_close(struct ars_redis *r, const struct ars_config *cfg, const struct ars_account *a)
+{
+    char *key = pool_key(cfg, "brk", a->id, NULL);
+    if (!key)
+        return ARS_ERR_NOMEM;
+    const char *argv[] = { "DEL", key };
+    redisReply *rep = NULL;
+    enum ars_err err = ars_redis_cmd(r, cfg, &rep, 2, argv, NULL);
+    free(key);
+    if (err)
+        return err;
+    if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 1)
+        ars_log_msg(ARS_LOG_INFO, NULL, "account_breaker_closed", "a probe reached the upstream: the account is back");
+    else if (rep->type == REDIS_REPLY_ERROR)
+        err = ARS_ERR_UNAVAILABLE;
+    freeReplyObject(rep);
+    return err;
+}
+
 enum ars_err ars_sched_mark(struct ars_redis *r, const struct ars_config *cfg, const struct ars_account *a,
-                            const char *model, int status, const char *retry_after_header,
+                            const char *key_id, const char *model, int status, const char *retry_after_header,
                             const char *unified_reset_header, long long now_ms)
 {
     char reason[160];
@@ -1423,7 +1606,7 @@ enum ars_err ars_sched_mark(struct ars_redis *r, const struct ars_config *cfg, c
                             "529 overloaded");
     }
     if (status == 403 || (status >= 500 && status <= 599))
-        return count_error(r, cfg, a, status, now_ms);
+        return count_error(r, cfg, a, key_id, status, now_ms);
     return ARS_OK;
 }
 

@@ -31,6 +31,10 @@ struct ars_key;
 #define ARS_SCHED_MAX_SESSION_LEN   128    /* longer session ids are reduced to their SHA-256 */
 #define ARS_SCHED_MAX_HEADER_LEN    128    /* retry-after / unified-reset values parsed */
 #define ARS_SCHED_WHY_LEN           256    /* a good size for the `why` buffer */
+/* A transport probe whose relay died blocks further probes of its account
+ * for the connect timeout plus this long (a live probe ends itself with
+ * its answer head or its failure, normally well within it). */
+#define ARS_SCHED_PROBE_SLACK_MS    15000
 
 enum ars_account_type { ARS_ACCOUNT_OAUTH, ARS_ACCOUNT_CONSOLE };
 
@@ -99,6 +103,8 @@ void ars_sched_cache_free(void);
 struct ars_pick {
     struct ars_account *account;   /* a reference: ars_account_release */
     int sticky;                    /* 1: the session's binding chose it */
+    int probe;                     /* 1: the account's transport breaker is open and this request tests it:
+                                    * call ars_sched_breaker_close once the upstream answered at all */
 };
 
 /* Picks an account for one request and takes its lease (member
@@ -130,23 +136,46 @@ enum ars_err ars_sched_refresh(struct ars_redis *r, const struct ars_config *cfg
 /* Drops a lease; on every exit path of a request that picked. */
 enum ars_err ars_sched_release(struct ars_redis *r, const struct ars_config *cfg, const char *account_id,
                                const char *request_id);
+/* Compensates a pick whose answer was lost (a Redis timeout): removes the
+ * request's lease from every account of the list and leaves a tombstone
+ * (P pool:{pool}:cancel:RID, LEASE_TTL + slack) so that a pick script
+ * still waiting in Redis takes nothing. ars_sched_pick queues this itself
+ * (ars_usage_cancel_later) when its script fails. */
+enum ars_err ars_sched_cancel(struct ars_redis *r, const struct ars_config *cfg, const char *request_id);
 /* The lease zset's key: "P pool:{pool}:conc:AID". */
 void ars_sched_lease_key(const struct ars_config *cfg, const char *account_id, char *out, size_t n);
 
-/* Records an upstream answer's effect on the account:
+/* Records an upstream answer's effect on the account (key_id: the API key
+ * whose request got it, or NULL):
  *   429 + anthropic-ratelimit-unified-reset (unix s) -> the model family cools until the reset;
  *   429 + retry-after (seconds or HTTP date)         -> the whole account, that long;
  *   other 429                                        -> whole account, RATE_LIMIT_COOLDOWN_SECONDS;
  *   529                                              -> whole account, OVERLOAD_COOLDOWN_SECONDS;
  *   403 and other 5xx                                -> counted; ERROR_THRESHOLD of them within
  *                                                       ERROR_WINDOW_SECONDS cool it ERROR_COOLDOWN_SECONDS;
+ *                                                       at most ERROR_MARKS_PER_KEY_PER_MINUTE of one
+ *                                                       key's count (a key cannot park accounts alone);
  *   401, 2xx, other 4xx                              -> nothing (401 is the caller's: ars_oauth, then
- *                                                       ars_sched_mark_unauthorized).
+ *                                                       ars_sched_mark_unauthorized; 400, 404, 413, 422
+ *                                                       are the request's own fault).
+ * Transport failures are not statuses: ars_sched_mark_transport.
  * Every cool-down is capped by COOLDOWN_MAX_SECONDS and never shortens a
  * longer one already in place. Headers may be NULL. */
 enum ars_err ars_sched_mark(struct ars_redis *r, const struct ars_config *cfg, const struct ars_account *a,
-                            const char *model, int status, const char *retry_after_header,
+                            const char *key_id, const char *model, int status, const char *retry_after_header,
                             const char *unified_reset_header, long long now_ms);
+
+/* A transport failure (connection refused or reset, timeout before the
+ * first byte): the account's breaker (P pool:{pool}:brk:AID) opens for
+ * TRANSPORT_BACKOFF_SECONDS, doubling per consecutive failure up to
+ * TRANSPORT_BACKOFF_MAX_SECONDS; afterwards one request at a time probes
+ * it (ars_pick.probe), and while every account of a pick backs off, one
+ * probe is let through at once. Never an ERROR_THRESHOLD count: a short
+ * upstream outage must not park a pool for ERROR_COOLDOWN_SECONDS. */
+enum ars_err ars_sched_mark_transport(struct ars_redis *r, const struct ars_config *cfg,
+                                      const struct ars_account *a, const char *what, long long now_ms);
+/* A probe reached the upstream (any HTTP answer): the breaker closes. */
+enum ars_err ars_sched_breaker_close(struct ars_redis *r, const struct ars_config *cfg, const struct ars_account *a);
 
 /* Sets the account's status to "unauthorized" in its record (Redis and
  * the PostgreSQL archive), so every process drops it from the pool. */

@@ -23,6 +23,7 @@
 #include "limits.h"
 #include "log.h"
 #include "redis.h"
+#include "scheduler.h"
 
 /* Exactly-once, and what it costs.
  *
@@ -345,6 +346,26 @@ static void log_reply_errors(const struct ars_usage_record *rec, const struct pi
     }
 }
 
+/* A compensating release (rec->cancel): both parts are idempotent. */
+static enum ars_err apply_cancel(struct ars_redis *r, const struct ars_config *cfg,
+                                 const struct ars_usage_record *rec, char *why, size_t whylen)
+{
+    enum ars_err err = ARS_OK;
+    if (rec->release_key_lease)
+        err = ars_limits_cancel(r, cfg, rec->key_id, rec->request_id);
+    if (!err && rec->release_account_lease)
+        err = ars_sched_cancel(r, cfg, rec->request_id);
+    if (err == ARS_ERR_TOOBIG)
+        return err;   /* cannot succeed later either */
+    if (err) {
+        snprintf(why, whylen, "%s", ars_redis_error(r));
+        return ARS_ERR_UNAVAILABLE;
+    }
+    ars_log_msg(ARS_LOG_INFO, rec->request_id, "lease_cancelled",
+                "compensating release applied after a Redis failure during admission or pick");
+    return ARS_OK;
+}
+
 /* Applies one record. retry: look for the applied-marker first and set
  * *skipped instead of writing again. */
 static enum ars_err apply(struct ars_redis *r, const struct ars_config *cfg, const struct ars_usage_record *rec,
@@ -352,6 +373,8 @@ static enum ars_err apply(struct ars_redis *r, const struct ars_config *cfg, con
 {
     *skipped = 0;
     why[0] = '\0';
+    if (rec->cancel)
+        return apply_cancel(r, cfg, rec, why, whylen);
     struct pipe *p = malloc(sizeof(*p));
     redisReply **reps = NULL;
     enum ars_err err = ARS_ERR_NOMEM;
@@ -439,7 +462,7 @@ static const struct rfield rfields[] = {
     FI("status", status), FL("duration_ms", duration_ms), FL("ttfb_ms", ttfb_ms), FI("stream", stream),
     FS("client", client), FL("at_ms", at_ms), FI("window_active", window_active),
     FL("week_start_ms", week_start_ms), FI("release_key_lease", release_key_lease),
-    FI("release_account_lease", release_account_lease),
+    FI("release_account_lease", release_account_lease), FI("cancel", cancel),
 };
 #define NRFIELDS (sizeof(rfields) / sizeof(rfields[0]))
 
@@ -676,6 +699,24 @@ enum ars_err ars_usage_record(struct ars_redis *r, const struct ars_config *cfg,
         return err;
     atomic_store(&down_until, ars_mono_ms() + 1000);
     return keep(cfg, rec, why[0] ? why : ars_err_str(err));
+}
+
+enum ars_err ars_usage_cancel_later(const struct ars_config *cfg, const char *request_id, const char *key_id,
+                                    int key_lease, int pool_lease)
+{
+    struct ars_usage_record rec;
+    memset(&rec, 0, sizeof(rec));
+    snprintf(rec.request_id, sizeof(rec.request_id), "%s", request_id ? request_id : "");
+    snprintf(rec.key_id, sizeof(rec.key_id), "%s", key_id && *key_id ? key_id : "-");
+    rec.release_key_lease = key_lease;
+    rec.release_account_lease = pool_lease;
+    rec.cancel = 1;
+    rec.at_ms = ars_wall_ms();
+    if (!valid_record(&rec) || (!key_lease && !pool_lease))
+        return ARS_ERR_INVALID;
+    /* Not tried now: Redis just failed this request, and the point is to
+     * arrive after the script that may still be waiting there. */
+    return keep(cfg, &rec, "compensating lease release after a Redis failure");
 }
 
 /* Retries the queue until it is empty, Redis fails, or deadline (monotonic

@@ -88,6 +88,12 @@ struct ars_usage_record {
     long long week_start_ms;     /* ars_week_start_ms(at_ms, key's reset day/hour); 0: no weekly counter */
     int release_key_lease;       /* ZREM the key's concurrency lease */
     int release_account_lease;   /* ZREM the account's lease */
+    /* A compensating release (ars_usage_cancel_later), not a request's
+     * usage: nothing is counted and no applied-marker is written; the
+     * key's lease is cancelled (ars_limits_cancel) when release_key_lease,
+     * the request's lease on any account of the pool (ars_sched_cancel)
+     * when release_account_lease. Idempotent, so retries need no marker. */
+    int cancel;
 };
 
 /* Records one request. ARS_OK when the record was applied or kept for a
@@ -99,6 +105,15 @@ struct ars_usage_record {
  * usage_lost). */
 enum ars_err ars_usage_record(struct ars_redis *r, const struct ars_config *cfg,
                               const struct ars_usage_record *rec);
+
+/* Queues a compensating release for a request whose admission or
+ * account pick timed out in Redis (the script may still run later and
+ * leave a lease): the background thread applies it within about a
+ * second, and again until Redis takes it (queue, then spool, as usage
+ * records). key_lease: the key's lease; pool_lease: whatever account
+ * lease the pick may have taken. */
+enum ars_err ars_usage_cancel_later(const struct ars_config *cfg, const char *request_id, const char *key_id,
+                                    int key_lease, int pool_lease);
 
 struct ars_usage_flush_result {
     size_t applied;     /* records written */

@@ -248,8 +248,11 @@ ars_free_port() {
 
 # ----------------------------------------------------------------- Redis
 
-# ars_start_redis DIR PORT: redis-server on 127.0.0.1:PORT, no persistence,
-# pid DIR/redis.pid, log DIR/redis.log.
+# ars_start_redis DIR PORT: redis-server on 127.0.0.1:PORT as the relay needs
+# it in production: the append-only file (fsync every second) in DIR, so a
+# restart keeps keys, accounts, leases and usage; noeviction, so a full
+# Redis refuses writes (the relay queues usage, answers 503) instead of
+# silently dropping counters or records. pid DIR/redis.pid, log DIR/redis.log.
 ars_start_redis() {
     local dir port pid i
     [ $# -eq 2 ] || { _ars_err "usage: ars_start_redis DIR PORT"; return 2; }
@@ -264,7 +267,8 @@ ars_start_redis() {
     rm -f "$dir/redis.pid"
     if ! redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" \
             --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
-            --save '' --appendonly no >>"$dir/redis-start.log" 2>&1; then
+            --save '' --appendonly yes --appendfsync everysec --maxmemory-policy noeviction \
+            >>"$dir/redis-start.log" 2>&1; then
         _ars_err "redis-server failed to start"
         _ars_tail "$dir/redis-start.log" 10
         _ars_tail "$dir/redis.log"
