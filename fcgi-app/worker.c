@@ -140,12 +140,11 @@ struct ars_request *ars_worker_handle(struct ars_worker *w, const struct ars_ser
     const char *route_name = "-";
     enum ars_err err = ars_request_parse(req, envp);
     req->shape = req->path ? ars_router_shape_for_path(req->path) : ARS_SHAPE_ANTHROPIC;
-    if (err == ARS_ERR_TOOBIG) {
-        ars_resp_error(req, 414, NULL, "request line or headers exceed the relay's limits");
-        goto done;
-    }
     if (err) {
-        ars_resp_error(req, 400, NULL, "malformed request: the web server sent no method or path");
+        /* 400 (bad Content-Length, control characters), 414 (path or
+         * query), 431 (a header value or the number of headers). */
+        int status = req->parse_status ? req->parse_status : err == ARS_ERR_NOMEM ? 503 : 400;
+        ars_resp_error(req, status, NULL, req->parse_error ? req->parse_error : "the request could not be parsed");
         goto done;
     }
     if (cfg->enable_cors && strcmp(req->method, "OPTIONS") == 0) {
