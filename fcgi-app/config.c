@@ -104,6 +104,9 @@ static const struct cfg_key keys[] = {
       "After a client leaves mid-stream, keep reading the upstream this long for the final usage."),
     I("DRAIN_MAX_BYTES", drain_max_bytes, "67108864", 0, 1073741824LL, NULL,
       "... and at most this many bytes."),
+    I("DRAIN_MAX_CONCURRENT", drain_max_concurrent, "8", 0, 100000, NULL,
+      "Most such drains at once per process; past it the upstream read stops at once and the usage seen so "
+      "far is billed (logged as drain_refused). Keeps departed clients from holding the worker pool."),
     I("UPSTREAM_MAX_RESPONSE_BYTES", upstream_max_response_bytes, "268435456", 65536, 4294967296LL, NULL,
       "Largest upstream answer relayed; beyond it the request fails with 502."),
 
@@ -167,6 +170,12 @@ static const struct cfg_key keys[] = {
 
     I("WORKER_THREADS", worker_threads, "64", 1, 8192, "Process",
       "FastCGI worker threads per process. A streamed answer holds one for its whole life: size for concurrent streams."),
+    I("WORKER_RESERVE", worker_reserve, "1", 0, 8192, NULL,
+      "Worker threads relay requests may not take: when all the others hold relay requests, a new one gets "
+      "529 overloaded_error (503 on /openai/) with retry-after 1 at once, so /health and /metrics still answer."),
+    S("LISTEN_SOCKET_GROUP", listen_socket_group, "", 0, NULL,
+      "Group of the --listen unix: socket, which is created mode 0660: the group the web server's workers run "
+      "as (nginx: nobody's nogroup or www-data). Empty: the relay's own group."),
     I("WORKER_STACK_KB", worker_stack_kb, "256", 64, 16384, NULL, "Stack size of each worker thread, in KiB."),
     I("REQUEST_MAX_BYTES", request_max_bytes, "62914560", 1024, 1073741824LL, NULL,
       "Largest request body accepted; larger ones get 413. Keep the web server's limit at least this."),

@@ -49,6 +49,7 @@ struct ars_config {
     long long stream_ping_seconds;
     long long drain_max_seconds;
     long long drain_max_bytes;
+    long long drain_max_concurrent;
     long long upstream_max_response_bytes;
 
     long long lease_ttl_seconds;
@@ -82,6 +83,8 @@ struct ars_config {
     long long key_cache_max_entries;
 
     long long worker_threads;
+    long long worker_reserve;
+    char *listen_socket_group;
     long long worker_stack_kb;
     long long request_max_bytes;
     long long shutdown_grace_seconds;

@@ -12,6 +12,7 @@
 #include <fcgiapp.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -111,6 +112,26 @@ static int parse_options(int argc, char **argv, struct options *o)
 static char unix_path[4096];
 static ino_t unix_inode;
 
+/* LISTEN_SOCKET_GROUP as a gid: a group name or a number; -1 with a
+ * message when the system has no such group. */
+static int socket_group(const char *name, gid_t *gid)
+{
+    char *end;
+    unsigned long n = strtoul(name, &end, 10);
+    if (*name && !*end && n < 0xffffffffUL) {
+        *gid = (gid_t)n;
+        return 0;
+    }
+    char buf[16384];
+    struct group gr, *found = NULL;
+    if (getgrnam_r(name, &gr, buf, sizeof(buf), &found) != 0 || !found) {
+        fprintf(stderr, "ai-relay: LISTEN_SOCKET_GROUP: no group named '%s' (getent group %s)\n", name, name);
+        return -1;
+    }
+    *gid = found->gr_gid;
+    return 0;
+}
+
 static int open_listen(const char *spec)
 {
     if (!spec) {
@@ -128,10 +149,26 @@ static int open_listen(const char *spec)
             fprintf(stderr, "ai-relay: --listen unix:PATH needs an absolute path shorter than 108 bytes\n");
             return -1;
         }
+        /* Connecting needs write permission on the socket: 0660, never
+         * 0666, or any local user could talk FastCGI to the relay and set
+         * any param. The web server's workers reach it through the group
+         * (LISTEN_SOCKET_GROUP). The umask makes bind() create it so, with
+         * no moment at which it is open to all. */
+        const char *group = ars_config_current()->listen_socket_group;
+        gid_t gid = (gid_t)-1;
+        if (group && *group && socket_group(group, &gid))
+            return -1;
+        mode_t old_mask = umask(0117);
         fd = FCGX_OpenSocket(path, 1024);
+        umask(old_mask);
         if (fd >= 0) {
-            /* nginx workers run as another user: the socket must be writable for them. */
-            chmod(path, 0666);
+            if ((gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) != 0) || chmod(path, 0660) != 0) {
+                fprintf(stderr, "ai-relay: cannot give %s to group %s (mode 0660): %s\n", path,
+                        group && *group ? group : "-", strerror(errno));
+                close(fd);
+                unlink(path);
+                return -1;
+            }
             struct stat st;
             if (stat(path, &st) == 0)
                 unix_inode = st.st_ino;
@@ -284,6 +321,7 @@ static int run_workers(int listen_fd)
     int nthreads = (int)cfg->worker_threads;
     struct ars_server srv = { listen_fd, ars_routes, ars_routes_count };
     ars_worker_set_server(&srv);
+    ars_worker_set_threads(nthreads);
     ars_metrics_init(ars_routes, ars_routes_count, nthreads);
 
     struct ars_worker *workers = calloc((size_t)nthreads, sizeof(*workers));
@@ -307,6 +345,7 @@ static int run_workers(int listen_fd)
         started++;
     }
     pthread_attr_destroy(&attr);
+    ars_worker_set_threads(started);   /* the reserve is kept out of the threads that run */
     if (started < nthreads) {
         struct ars_logline l;
         ars_log_begin(&l, ARS_LOG_WARN, NULL, "startup");

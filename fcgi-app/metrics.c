@@ -7,7 +7,7 @@
 #include "router.h"
 
 static const int tracked_status[] = {
-    200, 201, 204, 400, 401, 402, 403, 404, 405, 408, 413, 429, 500, 502, 503, 504, 529
+    200, 201, 204, 400, 401, 402, 403, 404, 405, 408, 413, 414, 429, 431, 500, 502, 503, 504, 529
 };
 #define NSTATUS (sizeof(tracked_status) / sizeof(tracked_status[0]))
 #define OTHER_STATUS NSTATUS

@@ -62,6 +62,11 @@ struct ars_request {
 
     struct ars_buf *body;      /* owned by the worker; valid during the request */
 
+    /* Set by ars_request_parse when it refuses the request: the status to
+     * answer (400, 414, 431) and a sentence for the client. */
+    int parse_status;
+    const char *parse_error;
+
     /* response state */
     int status;
     int head_sent;
@@ -80,8 +85,12 @@ struct ars_request {
 };
 
 /* Fills req from FastCGI params (NULL-terminated "NAME=value" array).
- * ARS_ERR_INVALID when a required param is missing; ARS_ERR_TOOBIG when
- * the path or query is over its cap. */
+ * ARS_ERR_INVALID when a required param is missing, CONTENT_LENGTH is not
+ * one plain decimal length, or a header value holds a control character
+ * (CR, LF, NUL: it would inject headers upstream); ARS_ERR_TOOBIG when the
+ * path or query (414), a header value or the number of headers (431) is
+ * over its cap. On failure req->parse_status / parse_error say what to
+ * answer. */
 enum ars_err ars_request_parse(struct ars_request *req, char *const *envp);
 
 /* Reads the body into req->body (cap = the buffer's cap). Checks

@@ -12,7 +12,8 @@ typedef void (*ars_handler_fn)(struct ars_request *req);
 
 enum ars_route_flags {
     ARS_ROUTE_TEST_ONLY = 1u << 0,   /* only with ENABLE_TEST_ROUTES=true */
-    ARS_ROUTE_NO_BODY = 1u << 1      /* the handler never needs the body */
+    ARS_ROUTE_NO_BODY = 1u << 1,     /* the handler never needs the body */
+    ARS_ROUTE_RELAY = 1u << 2        /* holds its worker for an upstream call: never on the reserve */
 };
 
 struct ars_route {

@@ -1,5 +1,6 @@
 #include "worker.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,9 +22,22 @@ __thread const char *ars_current_route;
 static const struct ars_server *server;
 static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Requests on ARS_ROUTE_RELAY routes in this process, from routing until
+ * their after-finish work is done. A stream holds its worker for minutes
+ * (longer when a departed client's stream is drained), so without a
+ * bound the relay takes every worker and /health, /metrics wait behind
+ * it until the web server times them out. */
+static atomic_int relay_in_flight;
+static atomic_int threads_running;
+
 void ars_worker_set_server(const struct ars_server *srv)
 {
     server = srv;
+}
+
+void ars_worker_set_threads(int n)
+{
+    atomic_store(&threads_running, n);
 }
 
 int ars_worker_init(struct ars_worker *w, int index)
@@ -111,6 +125,39 @@ void ars_worker_after_finish(struct ars_request *req)
         req->after_finish = NULL;
         ars_current_request_id = NULL;
     }
+    if (req && req->worker && req->worker->relay_slot) {
+        req->worker->relay_slot = 0;
+        atomic_fetch_sub(&relay_in_flight, 1);
+    }
+}
+
+/* A relay request may use WORKER_THREADS - WORKER_RESERVE workers (at
+ * least one): the reserve stays free for the cheap routes. 0 with a slot
+ * taken (w->relay_slot), -1 when the relay's share is all busy. */
+static int take_relay_slot(struct ars_worker *w, const struct ars_config *cfg)
+{
+    int threads = atomic_load(&threads_running);
+    if (threads <= 0)
+        return 0;
+    long long reserve = cfg->worker_reserve < threads ? cfg->worker_reserve : threads - 1;
+    int limit = threads - (int)reserve;
+    if (atomic_fetch_add(&relay_in_flight, 1) >= limit) {
+        atomic_fetch_sub(&relay_in_flight, 1);
+        return -1;
+    }
+    w->relay_slot = 1;
+    return 0;
+}
+
+/* Every relay worker is busy: say so at once, in the route's shape, with
+ * a short retry-after (a stream ends any moment; 1 s is what SDKs wait
+ * anyway). 529 overloaded_error is what Anthropic's SDKs retry; OpenAI's
+ * know 503. */
+static void refuse_overloaded(struct ars_request *req)
+{
+    ars_resp_header(req, "retry-after", "1");
+    ars_resp_error(req, req->shape == ARS_SHAPE_OPENAI ? 503 : 529, "overloaded_error",
+                   "the relay is at capacity: all of its workers for relay requests are busy; retry shortly");
 }
 
 struct ars_request *ars_worker_handle(struct ars_worker *w, const struct ars_server *srv,
@@ -140,12 +187,11 @@ struct ars_request *ars_worker_handle(struct ars_worker *w, const struct ars_ser
     const char *route_name = "-";
     enum ars_err err = ars_request_parse(req, envp);
     req->shape = req->path ? ars_router_shape_for_path(req->path) : ARS_SHAPE_ANTHROPIC;
-    if (err == ARS_ERR_TOOBIG) {
-        ars_resp_error(req, 414, NULL, "request line or headers exceed the relay's limits");
-        goto done;
-    }
     if (err) {
-        ars_resp_error(req, 400, NULL, "malformed request: the web server sent no method or path");
+        /* 400 (bad Content-Length, control characters), 414 (path or
+         * query), 431 (a header value or the number of headers). */
+        int status = req->parse_status ? req->parse_status : err == ARS_ERR_NOMEM ? 503 : 400;
+        ars_resp_error(req, status, NULL, req->parse_error ? req->parse_error : "the request could not be parsed");
         goto done;
     }
     if (cfg->enable_cors && strcmp(req->method, "OPTIONS") == 0) {
@@ -174,6 +220,10 @@ struct ars_request *ars_worker_handle(struct ars_worker *w, const struct ars_ser
     route_name = req->route->pattern;
     ars_current_route = route_name;
 
+    if ((req->route->flags & ARS_ROUTE_RELAY) && take_relay_slot(w, cfg) != 0) {
+        refuse_overloaded(req);
+        goto done;
+    }
     if (wants_body(req->method) && !(req->route->flags & ARS_ROUTE_NO_BODY)) {
         err = ars_request_read_body(req);
         if (err == ARS_ERR_TOOBIG) {

@@ -26,6 +26,7 @@ struct ars_worker {
     struct ars_upstream *upstream;   /* reused curl handle: connections, DNS, TLS sessions */
     uint64_t rng;              /* request ids */
     unsigned long long served;
+    int relay_slot;            /* the current request counts toward the relay's share */
 };
 
 struct ars_server {
@@ -39,7 +40,8 @@ struct ars_server {
  * metrics. Used by the FastCGI loop and by the tests. */
 struct ars_request *ars_worker_handle(struct ars_worker *w, const struct ars_server *srv,
                                      char *const *envp, struct ars_io io);
-/* Runs the request's after-finish work, if any. */
+/* Runs the request's after-finish work, if any, then gives back the
+ * request's relay slot (the worker is free for relay work again). */
 void ars_worker_after_finish(struct ars_request *req);
 
 int ars_worker_init(struct ars_worker *w, int index);
@@ -50,6 +52,9 @@ void *ars_worker_main(void *arg);
 
 /* Set before threads start: the server every worker serves. */
 void ars_worker_set_server(const struct ars_server *srv);
+/* Worker threads running, for the reserve (WORKER_RESERVE); 0, the
+ * default: no reserve (the unit tests call ars_worker_handle directly). */
+void ars_worker_set_threads(int n);
 
 /* The request a thread is handling, for the crash reporter. */
 extern __thread const char *ars_current_request_id;

@@ -10,6 +10,7 @@
 #include "build-config.h"
 #include "config.h"
 #include "handlers.h"
+#include "log.h"
 #include "metrics.h"
 #include "pg.h"
 #include "redis.h"
@@ -23,7 +24,9 @@ __attribute__((constructor)) static void note_start(void)
     process_start = time(NULL);
 }
 
-static json_object *component(const char *status, double latency_ms, const char *error)
+/* Public: status and latency only. Error texts name hosts and ports
+ * (hiredis, libpq); they go to the log with the request id. */
+static json_object *component(const char *status, double latency_ms)
 {
     json_object *c = json_object_new_object();
     json_object_object_add(c, "status", json_object_new_string(status));
@@ -33,8 +36,6 @@ static json_object *component(const char *status, double latency_ms, const char 
         snprintf(text, sizeof(text), "%.3f", latency_ms);
         json_object_object_add(c, "latency_ms", json_object_new_double_s(latency_ms, text));
     }
-    if (error)
-        json_object_object_add(c, "error", json_object_new_string(error));
     return c;
 }
 
@@ -51,6 +52,15 @@ void ars_handle_health(struct ars_request *req)
         pg_status = e ? "down" : "up";
     }
 
+    if (redis_err || pg_err[0]) {
+        struct ars_logline l;
+        ars_log_begin(&l, ARS_LOG_WARN, req->id, "health_probe_failed");
+        if (redis_err)
+            ars_log_str(&l, "redis_error", ars_redis_error(req->worker->redis));
+        if (pg_err[0])
+            ars_log_str(&l, "postgres_error", pg_err);
+        ars_log_end(&l);
+    }
     const char *status = redis_err ? "unhealthy" : strcmp(pg_status, "down") == 0 ? "degraded" : "healthy";
     json_object *root = json_object_new_object();
     json_object *components = json_object_new_object();
@@ -58,10 +68,9 @@ void ars_handle_health(struct ars_request *req)
     json_object_object_add(root, "version", json_object_new_string(PACKAGE_VERSION));
     json_object_object_add(root, "uptime_s", json_object_new_int64((int64_t)(time(NULL) - process_start)));
     json_object_object_add(components, "redis",
-        component(redis_err ? "down" : "up", redis_err ? -1 : redis_ms,
-                  redis_err ? ars_redis_error(req->worker->redis) : NULL));
+        component(redis_err ? "down" : "up", redis_err ? -1 : redis_ms));
     json_object_object_add(components, "postgres",
-        component(pg_status, pg_ms >= 0 && pg_err[0] == '\0' ? pg_ms : -1, pg_err[0] ? pg_err : NULL));
+        component(pg_status, pg_ms >= 0 && pg_err[0] == '\0' ? pg_ms : -1));
     json_object_object_add(root, "components", components);
     ars_resp_header(req, "Cache-Control", "no-store");
     ars_resp_json(req, redis_err ? 503 : 200, root);

@@ -85,6 +85,10 @@ it_write_config() {
         echo "WORKER_THREADS=16"
         echo "LOG_FORMAT=logfmt"
         echo "PRICING_FILE=$top_srcdir/conf/pricing.json"
+        # The --listen socket is 0660: as root, nginx's workers (nobody)
+        # reach it through their group, also when a test starts the relay
+        # without services.sh.
+        [ "$(id -u)" = 0 ] && echo "LISTEN_SOCKET_GROUP=nogroup"
         for kv in "$@"; do echo "$kv"; done
     } >"$file"
 }

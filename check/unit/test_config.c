@@ -48,6 +48,29 @@ START_TEST(defaults_apply_when_only_secrets_are_set)
 }
 END_TEST
 
+START_TEST(load_keys_default_to_one_reserved_worker_eight_drains_and_the_own_group)
+{
+    char *env[] = { JWT, ENC, NULL };
+    enum ars_err rc;
+    struct ars_config *cfg = load_env(env, &rc);
+    ck_assert_int_eq(rc, ARS_OK);
+    ck_assert_int_eq(cfg->worker_reserve, 1);
+    ck_assert_int_eq(cfg->drain_max_concurrent, 8);
+    ck_assert_str_eq(cfg->listen_socket_group, "");
+    ars_config_free(cfg);
+    char *env2[] = { JWT, ENC, "WORKER_RESERVE=0", "DRAIN_MAX_CONCURRENT=0", "LISTEN_SOCKET_GROUP=www-data", NULL };
+    cfg = load_env(env2, &rc);
+    ck_assert_int_eq(rc, ARS_OK);
+    ck_assert_int_eq(cfg->worker_reserve, 0);
+    ck_assert_int_eq(cfg->drain_max_concurrent, 0);
+    ck_assert_str_eq(cfg->listen_socket_group, "www-data");
+    ars_config_free(cfg);
+    char *env3[] = { JWT, ENC, "WORKER_RESERVE=-1", NULL };
+    ck_assert_ptr_null(load_env(env3, &rc));
+    ck_assert_ptr_nonnull(strstr(err, "WORKER_RESERVE"));
+}
+END_TEST
+
 START_TEST(refuses_to_start_without_jwt_secret_and_says_how_to_make_one)
 {
     char *env[] = { ENC, NULL };
@@ -223,6 +246,7 @@ int main(void)
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("load");
     tcase_add_test(tc, defaults_apply_when_only_secrets_are_set);
+    tcase_add_test(tc, load_keys_default_to_one_reserved_worker_eight_drains_and_the_own_group);
     tcase_add_test(tc, refuses_to_start_without_jwt_secret_and_says_how_to_make_one);
     tcase_add_test(tc, refuses_short_jwt_secret);
     tcase_add_test(tc, refuses_encryption_key_that_is_not_exactly_32_chars);

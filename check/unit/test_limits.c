@@ -124,8 +124,18 @@ START_TEST(concurrency_refusal_is_429_with_counts_and_retry)
     ck_assert_str_eq(type, "rate_limit_error");
     assert_contains(msg, "Concurrency limit");
     assert_contains(msg, "2 of 2");
-    assert_contains(msg, "5 s");
+    assert_contains(msg, "Retry after 1 s");
     assert_contains(msg, "2024-01-01T00:00:04Z");
+}
+END_TEST
+
+START_TEST(concurrency_retry_after_is_a_short_hint_not_the_lease_ttl)
+{
+    /* The oldest lease may run for LEASE_TTL_SECONDS (300 s); any request
+     * of the key may end sooner. */
+    struct ars_admission a = { .verdict = ARS_LIMIT_CONCURRENCY, .retry_after_ms = 300000 };
+    ck_assert_int_le(ars_limits_retry_after_seconds(&a), 2);
+    ck_assert_int_ge(ars_limits_retry_after_seconds(&a), 1);
 }
 END_TEST
 
@@ -236,6 +246,7 @@ int main(void)
     tcase_add_test(tc, dollars_show_two_decimals_and_more_only_when_needed);
     tcase_add_test(tc, retry_after_header_rounds_up_and_is_at_least_one_second);
     tcase_add_test(tc, concurrency_refusal_is_429_with_counts_and_retry);
+    tcase_add_test(tc, concurrency_retry_after_is_a_short_hint_not_the_lease_ttl);
     tcase_add_test(tc, window_refusals_are_429_and_name_the_limit_and_reset);
     tcase_add_test(tc, budget_refusals_are_402_billing_errors_with_dollars_and_reset_time);
     tcase_add_test(tc, ok_verdict_has_no_error_and_a_short_buffer_is_never_overrun);

@@ -62,14 +62,128 @@ START_TEST(rejects_request_without_method_or_uri)
 }
 END_TEST
 
-START_TEST(rejects_garbage_content_length)
+static void reset_req(void)
 {
-    char *envp[] = { "REQUEST_METHOD=POST", "REQUEST_URI=/x", "CONTENT_LENGTH=12abc", NULL };
-    ck_assert_int_eq(ars_request_parse(&req, envp), ARS_ERR_INVALID);
-    char *envp2[] = { "REQUEST_METHOD=POST", "REQUEST_URI=/x", "CONTENT_LENGTH=-5", NULL };
     memset(&req, 0, sizeof(req));
     req.arena = &arena;
-    ck_assert_int_eq(ars_request_parse(&req, envp2), ARS_ERR_INVALID);
+    req.body = &body;
+}
+
+/* Parses envp and expects a 400 naming a bad Content-Length. */
+static void expect_bad_length(char **envp)
+{
+    reset_req();
+    ck_assert_int_eq(ars_request_parse(&req, envp), ARS_ERR_INVALID);
+    ck_assert_int_eq(req.parse_status, 400);
+    ck_assert_ptr_nonnull(strstr(req.parse_error, "Content-Length"));
+    ck_assert_ptr_nonnull(req.path);   /* parsed first: the error gets the route's shape */
+}
+
+START_TEST(rejects_bad_content_length_with_400_saying_so)
+{
+    char *garbage[] = { "REQUEST_METHOD=POST", "REQUEST_URI=/x", "CONTENT_LENGTH=12abc", NULL };
+    char *negative[] = { "REQUEST_METHOD=POST", "REQUEST_URI=/x", "CONTENT_LENGTH=-5", NULL };
+    char *plus[] = { "REQUEST_METHOD=POST", "REQUEST_URI=/x", "CONTENT_LENGTH=+5", NULL };
+    char *space[] = { "REQUEST_METHOD=POST", "REQUEST_URI=/x", "CONTENT_LENGTH= 5", NULL };
+    char *overflow[] = { "REQUEST_METHOD=POST", "REQUEST_URI=/x", "CONTENT_LENGTH=99999999999999999999", NULL };
+    char *conflict[] = { "REQUEST_METHOD=POST", "REQUEST_URI=/x", "CONTENT_LENGTH=5", "CONTENT_LENGTH=7", NULL };
+    char *conflict_hdr[] = { "REQUEST_METHOD=POST", "REQUEST_URI=/x", "CONTENT_LENGTH=5",
+                             "HTTP_CONTENT_LENGTH=500", NULL };
+    expect_bad_length(garbage);
+    expect_bad_length(negative);
+    expect_bad_length(plus);
+    expect_bad_length(space);
+    expect_bad_length(overflow);
+    expect_bad_length(conflict);
+    ck_assert_ptr_nonnull(strstr(req.parse_error, "conflicting"));
+    expect_bad_length(conflict_hdr);
+}
+END_TEST
+
+START_TEST(accepts_agreeing_content_lengths)
+{
+    char *envp[] = { "REQUEST_METHOD=POST", "REQUEST_URI=/x", "CONTENT_LENGTH=0042",
+                     "HTTP_CONTENT_LENGTH=42", NULL };
+    ck_assert_int_eq(ars_request_parse(&req, envp), ARS_OK);
+    ck_assert_int_eq(req.content_length, 42);
+}
+END_TEST
+
+START_TEST(refuses_header_values_with_cr_or_lf_with_400)
+{
+    char *cr[] = { "REQUEST_METHOD=POST", "REQUEST_URI=/v1/messages",
+                   "HTTP_ANTHROPIC_BETA=x\rx-api-key: sk-stolen", NULL };
+    char *lf[] = { "REQUEST_METHOD=POST", "REQUEST_URI=/v1/messages",
+                   "HTTP_USER_AGENT=a\nHost: evil.example", NULL };
+    char *ctl[] = { "REQUEST_METHOD=POST", "REQUEST_URI=/v1/messages", "HTTP_X_APP=a\x01b", NULL };
+    char **cases[] = { cr, lf, ctl };
+    for (size_t i = 0; i < 3; i++) {
+        reset_req();
+        ck_assert_int_eq(ars_request_parse(&req, cases[i]), ARS_ERR_INVALID);
+        ck_assert_int_eq(req.parse_status, 400);
+        ck_assert_ptr_nonnull(strstr(req.parse_error, "control character"));
+    }
+}
+END_TEST
+
+START_TEST(value_cut_at_nul_carries_nothing_after_it)
+{
+    /* libfcgi hands params over as C strings: a NUL the client put in a
+     * value ends it there, so the bytes behind it never become a header. */
+    static const char raw[] = "HTTP_USER_AGENT=ua\0\r\nx-injected: 1";
+    char *envp[] = { "REQUEST_METHOD=GET", "REQUEST_URI=/x", (char *)raw, NULL };
+    ck_assert_int_eq(ars_request_parse(&req, envp), ARS_OK);
+    ck_assert_str_eq(ars_request_header(&req, "user-agent"), "ua");
+}
+END_TEST
+
+START_TEST(keeps_tabs_and_visible_bytes_in_header_values)
+{
+    char *envp[] = { "REQUEST_METHOD=GET", "REQUEST_URI=/x", "HTTP_USER_AGENT=a\tb c/1.0 \xc3\xa9", NULL };
+    ck_assert_int_eq(ars_request_parse(&req, envp), ARS_OK);
+    ck_assert_str_eq(ars_request_header(&req, "user-agent"), "a\tb c/1.0 \xc3\xa9");
+}
+END_TEST
+
+START_TEST(refuses_header_name_with_odd_bytes_with_400)
+{
+    char *envp[] = { "REQUEST_METHOD=GET", "REQUEST_URI=/x", "HTTP_X_STAINLESS_A\r\nX=1", NULL };
+    ck_assert_int_eq(ars_request_parse(&req, envp), ARS_ERR_INVALID);
+    ck_assert_int_eq(req.parse_status, 400);
+}
+END_TEST
+
+START_TEST(refuses_header_value_over_its_cap_with_431)
+{
+    static char big[ARS_CAP_HEADER_VALUE_BYTES + 64];
+    int n = snprintf(big, sizeof(big), "HTTP_ANTHROPIC_BETA=");
+    memset(big + n, 'a', ARS_CAP_HEADER_VALUE_BYTES + 1);
+    char *envp[] = { "REQUEST_METHOD=GET", "REQUEST_URI=/x", big, NULL };
+    ck_assert_int_eq(ars_request_parse(&req, envp), ARS_ERR_TOOBIG);
+    ck_assert_int_eq(req.parse_status, 431);
+    ck_assert_ptr_nonnull(strstr(req.parse_error, "anthropic-beta"));
+
+    /* exactly at the cap is fine */
+    reset_req();
+    big[n + ARS_CAP_HEADER_VALUE_BYTES] = '\0';
+    ck_assert_int_eq(ars_request_parse(&req, envp), ARS_OK);
+}
+END_TEST
+
+START_TEST(refuses_too_many_headers_with_431_not_414)
+{
+    static char names[ARS_CAP_PARAMS + 1][32];
+    static char *envp[ARS_CAP_PARAMS + 4];
+    size_t k = 0;
+    envp[k++] = "REQUEST_METHOD=GET";
+    envp[k++] = "REQUEST_URI=/x";
+    for (int i = 0; i <= ARS_CAP_PARAMS; i++) {
+        snprintf(names[i], sizeof(names[i]), "HTTP_X_H%d=v", i);
+        envp[k++] = names[i];
+    }
+    envp[k] = NULL;
+    ck_assert_int_eq(ars_request_parse(&req, envp), ARS_ERR_TOOBIG);
+    ck_assert_int_eq(req.parse_status, 431);
 }
 END_TEST
 
@@ -80,6 +194,7 @@ START_TEST(refuses_path_over_its_cap)
     memset(uri + 13, 'a', ARS_CAP_PATH_BYTES + 5);
     char *envp[] = { "REQUEST_METHOD=GET", uri, NULL };
     ck_assert_int_eq(ars_request_parse(&req, envp), ARS_ERR_TOOBIG);
+    ck_assert_int_eq(req.parse_status, 414);
 }
 END_TEST
 
@@ -185,7 +300,14 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, parses_method_path_query_and_headers);
     tcase_add_test(tc, rejects_request_without_method_or_uri);
-    tcase_add_test(tc, rejects_garbage_content_length);
+    tcase_add_test(tc, rejects_bad_content_length_with_400_saying_so);
+    tcase_add_test(tc, accepts_agreeing_content_lengths);
+    tcase_add_test(tc, refuses_header_values_with_cr_or_lf_with_400);
+    tcase_add_test(tc, value_cut_at_nul_carries_nothing_after_it);
+    tcase_add_test(tc, keeps_tabs_and_visible_bytes_in_header_values);
+    tcase_add_test(tc, refuses_header_name_with_odd_bytes_with_400);
+    tcase_add_test(tc, refuses_header_value_over_its_cap_with_431);
+    tcase_add_test(tc, refuses_too_many_headers_with_431_not_414);
     tcase_add_test(tc, refuses_path_over_its_cap);
     tcase_add_test(tc, keeps_only_the_capped_number_of_query_pairs);
     tcase_add_test(tc, reads_body_of_announced_length_in_pieces);

@@ -422,6 +422,12 @@ static void append(char *out, size_t n, size_t *len, const char *fmt, ...)
 
 long long ars_limits_retry_after_seconds(const struct ars_admission *a)
 {
+    /* A concurrency slot frees when any in-flight request of the key ends,
+     * which is usually seconds away; retry_after_ms is the oldest lease's
+     * deadline (up to LEASE_TTL_SECONDS, 300 s) and only the worst case.
+     * Clients sleep for what retry-after says: hint a short wait. */
+    if (a->verdict == ARS_LIMIT_CONCURRENCY)
+        return ARS_LIMITS_CONCURRENCY_RETRY_SECONDS;
     long long ms = a->retry_after_ms;
     if (ms <= 0)
         return 1;

@@ -50,6 +50,8 @@ struct ars_key;
 /* The smallest retry-after for a concurrency refusal (a plain integer:
  * the script text embeds it). */
 #define ARS_LIMITS_MIN_RETRY_MS       1000
+/* retry-after of a concurrency refusal: a short hint, not the lease TTL. */
+#define ARS_LIMITS_CONCURRENCY_RETRY_SECONDS 1
 /* TTLs of the cost counters (written by usage.c). */
 #define ARS_LIMITS_DAILY_TTL_SECONDS  (3LL * 86400)
 #define ARS_LIMITS_WEEKLY_TTL_SECONDS (15LL * 86400)

@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 #include <json.h>
 #include <openssl/evp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,10 @@
 
 #define CONVERTED_SLACK (1024 * 1024)    /* converted OpenAI answers may outgrow the Claude one */
 #define MAX_TRIED 16
+
+/* Streams of departed clients being read on for their usage in this
+ * process; at most DRAIN_MAX_CONCURRENT (see drain_admit). */
+static atomic_int drains_active;
 
 
 
@@ -77,6 +82,7 @@ struct relay {
     long long last_ping_ms;
     long long last_lease_refresh_ms;
     long long gone_at_ms;          /* client left: drain deadline starts here */
+    int drain_state;               /* 1: holds a drain slot; -1: refused one, stop reading */
     size_t drained;
     long long ttfb_ms;
     int status;                    /* status the client got */
@@ -97,10 +103,18 @@ struct relay {
 
 /* ---- small helpers ---- */
 
+static void drain_end(struct relay *rl)
+{
+    if (rl->drain_state > 0)
+        atomic_fetch_sub(&drains_active, 1);
+    rl->drain_state = 0;
+}
+
 static void relay_release_leases(void *arg)
 {
     struct relay *rl = arg;
     struct ars_worker *w = rl->req->worker;
+    drain_end(rl);
     if (rl->key_lease)
         ars_limits_release(w->redis, rl->cfg, rl->key_id, rl->req->id);
     if (rl->account_lease && rl->account)
@@ -195,10 +209,23 @@ static int forwardable(const char *name)
     return strncmp(name, "x-stainless-", 12) == 0;
 }
 
+/* A value that can go on one header line: no CR, LF or other control
+ * byte (HTAB aside) and within the cap. The request parser refuses such
+ * client values already; this keeps any other source (an account's token)
+ * from splitting the upstream request. */
+static int header_value_ok(const char *v)
+{
+    size_t n = 0;
+    for (; v[n]; n++)
+        if (((unsigned char)v[n] < 0x20 && v[n] != '\t') || v[n] == 0x7f)
+            return 0;
+    return n <= ARS_CAP_HEADER_VALUE_BYTES;
+}
+
 static struct curl_slist *add_header(struct curl_slist *list, struct ars_arena *a, const char *name,
                                      const char *value)
 {
-    char *line = ars_arena_printf(a, "%s: %s", name, value);
+    char *line = value && header_value_ok(value) ? ars_arena_printf(a, "%s: %s", name, value) : NULL;
     struct curl_slist *n = line ? curl_slist_append(list, line) : NULL;
     if (!n)
         curl_slist_free_all(list);
@@ -220,8 +247,8 @@ static struct curl_slist *upstream_headers(struct relay *rl, const char *token)
     const char *beta = NULL;
     for (size_t i = 0; i < req->nheaders; i++) {
         const char *name = req->headers[i].name;
-        if (!forwardable(name))
-            continue;
+        if (!forwardable(name) || !header_value_ok(req->headers[i].value))
+            continue;   /* never forwarded; the parser already refused bad client values */
         if (strcmp(name, "anthropic-beta") == 0) {
             beta = req->headers[i].value;
             continue;
@@ -354,6 +381,34 @@ static void write_out(struct relay *rl)
     ars_buf_reset(&rl->out);
 }
 
+/* The client left mid-stream. Reading on for the final usage holds this
+ * worker up to DRAIN_MAX_SECONDS; with every client gone at once (a
+ * network blip, a killed load test) drains alone would fill the pool. So
+ * at most DRAIN_MAX_CONCURRENT run per process; past that the upstream
+ * read stops now and the usage seen so far (message_start's input, the
+ * output counted until here) is what gets billed, and logged as such.
+ * 0 read on, -1 stop. */
+static int drain_admit(struct relay *rl)
+{
+    if (rl->drain_state)
+        return rl->drain_state > 0 ? 0 : -1;
+    if (atomic_fetch_add(&drains_active, 1) < rl->cfg->drain_max_concurrent) {
+        rl->drain_state = 1;
+        return 0;
+    }
+    atomic_fetch_sub(&drains_active, 1);
+    rl->drain_state = -1;
+    struct ars_logline l;
+    ars_log_begin(&l, ARS_LOG_WARN, rl->req->id, "drain_refused");
+    ars_log_str(&l, "msg", "client left mid-stream and DRAIN_MAX_CONCURRENT drains run: upstream read stopped, "
+                           "usage so far billed");
+    ars_log_int(&l, "drain_max_concurrent", rl->cfg->drain_max_concurrent);
+    ars_log_int(&l, "input", rl->su.usage.input);
+    ars_log_int(&l, "output", rl->su.usage.output);
+    ars_log_end(&l);
+    return -1;
+}
+
 static int on_data(void *ctx, const char *data, size_t n)
 {
     struct relay *rl = ctx;
@@ -377,6 +432,8 @@ static int on_data(void *ctx, const char *data, size_t n)
     rl->fed += n;
     if (rl->gone_at_ms) {
         /* Client gone: keep reading for the usage, within the bounds. */
+        if (drain_admit(rl) != 0)
+            return -1;
         rl->drained += n;
         if (rl->su.saw_stop || ars_mono_ms() - rl->gone_at_ms > rl->cfg->drain_max_seconds * 1000 ||
             rl->drained > (size_t)rl->cfg->drain_max_bytes)
@@ -428,7 +485,7 @@ static int on_tick(void *ctx, long long silent_ms)
                         : ars_sse_raw(rl->req, ping, sizeof(ping) - 1)) != ARS_OK)
             rl->gone_at_ms = now;
     }
-    if (rl->gone_at_ms && now - rl->gone_at_ms > rl->cfg->drain_max_seconds * 1000)
+    if (rl->gone_at_ms && (drain_admit(rl) != 0 || now - rl->gone_at_ms > rl->cfg->drain_max_seconds * 1000))
         return -1;
     return 0;
 }
@@ -634,6 +691,7 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
     };
     rl->last_ping_ms = rl->last_lease_refresh_ms = ars_mono_ms();
     ars_upstream_perform(w->upstream, &call, res);
+    drain_end(rl);
 
     if (rl->committed) {
         /* The stream reached the client: whatever happens now is told in-band. */
@@ -724,12 +782,13 @@ static void answer_failed(struct relay *rl, const struct ars_upstream_result *re
         send_held(rl, res);
         return;
     }
+    /* libcurl's text names the upstream's or the proxy's host and port;
+     * the client gets what happened, the log (log_attempt, with the
+     * request id) keeps the details. */
     int timeout = res->outcome == ARS_UP_TIMEOUT_HEAD;
-    char *msg = ars_arena_printf(rl->req->arena, "the upstream %s: %s",
-                                 timeout ? "did not answer in time" : "could not be reached",
-                                 res->error[0] ? res->error : ars_upstream_outcome_str(res->outcome));
     rl->status = timeout ? 504 : 502;
-    ars_resp_error(rl->req, rl->status, timeout ? "timeout_error" : "api_error", msg ? msg : "upstream failed");
+    ars_resp_error(rl->req, rl->status, timeout ? "timeout_error" : "api_error",
+                   timeout ? "the upstream did not answer in time" : "the upstream could not be reached");
 }
 
 static void relay_messages(struct ars_request *req, int count_tokens, int openai)
@@ -831,12 +890,19 @@ static void relay_messages(struct ars_request *req, int count_tokens, int openai
                 if (ars_usage_cancel_later(cfg, req->id, rl->key_id, 1, 0) == ARS_OK)
                     rl->key_lease = 0;
             }
+            /* The why names accounts and groups: for the log only. */
+            struct ars_logline l;
+            ars_log_begin(&l, ARS_LOG_WARN, req->id, "no_account");
+            ars_log_str(&l, "key", rl->key_id);
+            ars_log_str(&l, "why", why);
+            ars_log_end(&l);
             if (have_res) {
                 answer_failed(rl, &res);
             } else {
                 ars_resp_error(req, 503, "overloaded_error",
                                e == ARS_ERR_UNAVAILABLE ? "the account store (Redis) is unavailable; retry shortly"
-                                                        : why);
+                                                        : "no upstream account can take this request right now "
+                                                          "(busy, cooling down or unavailable); retry shortly");
             }
             goto out;
         }

@@ -196,6 +196,11 @@ enum ars_err ars_upstream_perform(struct ars_upstream *u, const struct ars_upstr
     CURL *e = u->easy;
     curl_easy_reset(e);
     curl_easy_setopt(e, CURLOPT_URL, call->url);
+    /* Only HTTP(S), also after a redirect: an account's base URL or a
+     * proxy answer must never make the relay read file://, gopher://,
+     * dict:// or the like on the relay's host. */
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);

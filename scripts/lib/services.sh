@@ -29,6 +29,7 @@
 #   ARS_NGINX_WORKERS   nginx worker_processes (default auto)
 #   ARS_NGINX_ACCESS_LOG  "off" (default) or a path
 #   ARS_STOP_TIMEOUT    seconds to wait for a process to exit (default 15)
+#   ARS_SOCKET_GROUP    group given the relay socket when run as root (default nogroup)
 #   ARS_QUIET=1         no progress messages (errors are still printed)
 # After ars_stop_relay, ARS_RELAY_EXIT_STATUS holds the relay's exit status
 # when the calling shell started it (else it is empty).
@@ -466,8 +467,15 @@ ars_start_relay() {
         _ars_err "another process already listens on $sock"
         return 1
     fi
+    # The relay's socket is mode 0660: as root, hand it to the group the
+    # private nginx's workers run as (nobody:nogroup, nginx's built-in
+    # default) unless the config or the environment names a group.
+    local group_env=()
+    if [ "$(id -u)" = 0 ] && [ -z "${LISTEN_SOCKET_GROUP+x}" ] && ! grep -q '^LISTEN_SOCKET_GROUP=' "$config"; then
+        group_env=(env "LISTEN_SOCKET_GROUP=${ARS_SOCKET_GROUP:-nogroup}")
+    fi
     printf '%s starting %s --listen unix:%s --config %s\n' "$(date '+%F %T')" "$bin" "$sock" "$config" >>"$dir/relay.log"
-    _ars_spawn "$dir/relay.pid" "$dir/relay.log" "$bin" --listen "unix:$sock" --config "$config" || return 1
+    _ars_spawn "$dir/relay.pid" "$dir/relay.log" "${group_env[@]}" "$bin" --listen "unix:$sock" --config "$config" || return 1
     printf '%s\n' "$_ARS_SPAWN_WAITER" >"$dir/relay.waiter"
     for ((i = 0; i < 150; i++)); do
         if _ars_unix_listening "$sock"; then
