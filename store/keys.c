@@ -53,8 +53,12 @@ static const struct ars_field key_fields[] = {
     { "deleted_by", ARS_FIELD_TEXT },
 };
 
+/* last_used_at: usage.c writes it to Redis only, without a version bump. */
+static const char *const key_runtime_fields[] = { "last_used_at", NULL };
+
 const struct ars_entity ars_key_entity = {
-    "api_key", "key", "api_keys", "id", "created_at", key_fields, sizeof(key_fields) / sizeof(key_fields[0])
+    "api_key", "key", "api_keys", "id", "created_at", key_fields, sizeof(key_fields) / sizeof(key_fields[0]),
+    key_runtime_fields
 };
 
 /* ---- input validation: one line per editable field ---- */
