@@ -757,10 +757,11 @@ static void test_no_marker_per_request(void)
     long long markers = count_keys(pat);
     snprintf(pat, sizeof(pat), "%susage:writer:*", P);
     long long writers = count_keys(pat);
-    /* test_usage_counters applied 400+ records directly from this thread */
-    check(markers == 0 && writers == 1,
-          "records applied on their first attempt leave no per-request key (usage:done: %lld keys, "
-          "usage:writer: %lld for the one writing thread)",
+    /* test_usage_counters applied 400+ records directly from this thread:
+     * one register for it, one more per first attempt that failed */
+    check(markers == 0 && writers >= 1 && writers <= 8,
+          "400+ records applied on their first attempt leave no per-request key (usage:done: %lld keys, "
+          "usage:writer: %lld)",
           markers, writers);
 
     /* a first attempt whose reply is lost (Redis busy past the command
