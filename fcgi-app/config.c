@@ -150,8 +150,10 @@ static const struct cfg_key keys[] = {
 
     I("REQUEST_LOG_MAX", request_log_max, "10000", 100, 10000000, NULL,
       "Entries kept in the per-request log (a Redis stream) for the console."),
-    S("USAGE_SPOOL_FILE", usage_spool_file, "/var/tmp/ai-relay-usage.spool", 0, NULL,
-      "Usage records Redis could not take are kept here and replayed at the next start. Empty: memory only."),
+    S("USAGE_SPOOL_FILE", usage_spool_file, "/var/lib/ai-relay/usage.spool", 0, NULL,
+      "Usage records Redis could not take are kept here and replayed at the next start. Empty: memory only. "
+      "The directory is created 0700 when missing; a file or directory that is a symlink, belongs to another "
+      "user or is open to others (file not 0600, directory writable by group/others) is refused and logged."),
 
     S("JWT_SECRET", jwt_secret, "", CFG_SECRET, "Secrets (required)",
       "Signs admin sessions. At least 32 characters: openssl rand -hex 32"),

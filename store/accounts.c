@@ -48,7 +48,7 @@ static const struct ars_field account_fields[] = {
 
 const struct ars_entity ars_account_entity = {
     "account", "account", "accounts", "id", "created_at", account_fields,
-    sizeof(account_fields) / sizeof(account_fields[0])
+    sizeof(account_fields) / sizeof(account_fields[0]), NULL
 };
 
 static const struct ars_field group_fields[] = {
@@ -62,7 +62,7 @@ static const struct ars_field group_fields[] = {
 
 const struct ars_entity ars_group_entity = {
     "account_group", "group", "account_groups", "id", "created_at", group_fields,
-    sizeof(group_fields) / sizeof(group_fields[0])
+    sizeof(group_fields) / sizeof(group_fields[0]), NULL
 };
 
 

@@ -3,6 +3,7 @@
 
 #include <hiredis.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,8 +55,12 @@ static const struct ars_field key_fields[] = {
     { "deleted_by", ARS_FIELD_TEXT },
 };
 
+/* last_used_at: usage.c writes it to Redis only, without a version bump. */
+static const char *const key_runtime_fields[] = { "last_used_at", NULL };
+
 const struct ars_entity ars_key_entity = {
-    "api_key", "key", "api_keys", "id", "created_at", key_fields, sizeof(key_fields) / sizeof(key_fields[0])
+    "api_key", "key", "api_keys", "id", "created_at", key_fields, sizeof(key_fields) / sizeof(key_fields[0]),
+    key_runtime_fields
 };
 
 /* ---- input validation: one line per editable field ---- */
@@ -516,6 +521,150 @@ static enum ars_err pg_lookup(struct ars_redis *r, const struct ars_config *cfg,
     return err == ARS_ERR_NOTFOUND ? ARS_ERR_NOTFOUND : err ? ARS_ERR_UNAVAILABLE : ARS_OK;
 }
 
+/* ---- "Redis holds every key": negative lookups without PostgreSQL ----
+ *
+ * A well-formed key that Redis does not know used to cost a PostgreSQL
+ * query (200 random keys: 200 index scans; with PostgreSQL slow, each held
+ * a worker for seconds). Every key write goes to Redis first (create,
+ * update, delete, purge; the outbox only replays towards PostgreSQL, and
+ * a key created by ai-relayctl while PostgreSQL is down is in Redis and
+ * the outbox), so once Redis has been loaded with every PostgreSQL row it
+ * stays a superset: no write can make it incomplete, only losing Redis
+ * data can. That is recorded in Redis itself: P keys:complete is set
+ * after a full back-fill from PostgreSQL, and vanishes with the data it
+ * vouches for (a restart without persistence, FLUSHALL), for every host
+ * at once. While it is set, "not in Redis" is the answer; while it is
+ * missing, lookups go to PostgreSQL as before and one of them (per
+ * process, every ARS_KEYS_BACKFILL_RETRY_MS, one process at a time via a
+ * Redis lock) loads every key and sets it. Limit: a Redis restored from
+ * an older snapshot that still has the flag can miss the keys created
+ * after the snapshot (with AOF everysec: the last second); they answer
+ * 401 until written again or the flag is deleted. Unknown keys are also
+ * cached per hash for KEY_CACHE_SECONDS (the negative cache above). */
+
+/* Rows read from PostgreSQL per query during a back-fill. */
+#define ARS_KEYS_BACKFILL_PAGE        500
+/* A process tries a back-fill at most this often while the flag is missing. */
+#define ARS_KEYS_BACKFILL_RETRY_MS    30000
+/* The cross-process back-fill lock expires after this (a crashed loader). */
+#define ARS_KEYS_BACKFILL_LOCK_MS     120000
+
+static _Atomic long long backfill_next_ms;
+static atomic_int backfill_running;
+
+static void complete_key(const struct ars_config *cfg, char *out, size_t n)
+{
+    snprintf(out, n, "%skeys:complete", cfg->redis_key_prefix);
+}
+
+/* 1: Redis holds every key; 0: not known; -1: Redis did not answer. */
+static int redis_keys_complete(struct ars_redis *r, const struct ars_config *cfg)
+{
+    char flag[256];
+    complete_key(cfg, flag, sizeof(flag));
+    const char *argv[] = { "EXISTS", flag };
+    redisReply *rep;
+    if (ars_redis_cmd(r, cfg, &rep, 2, argv, NULL))
+        return -1;
+    int v = rep->type == REDIS_REPLY_INTEGER ? rep->integer == 1 : -1;
+    freeReplyObject(rep);
+    return v;
+}
+
+static int redis_simple(struct ars_redis *r, const struct ars_config *cfg, int argc, const char **argv)
+{
+    redisReply *rep;
+    if (ars_redis_cmd(r, cfg, &rep, argc, argv, NULL))
+        return -1;
+    int ok = rep->type == REDIS_REPLY_STATUS || rep->type == REDIS_REPLY_INTEGER;
+    freeReplyObject(rep);
+    return ok ? 0 : -1;
+}
+
+/* Loads every key row of PostgreSQL into Redis (a newer Redis version
+ * wins) with its hash mapping, then sets the flag, unless the row count
+ * moved meanwhile (a purge shifts the pages: try again later). */
+static enum ars_err backfill_all(struct ars_redis *r, const struct ars_config *cfg, long long *loaded)
+{
+    *loaded = 0;
+    char err_text[256];
+    struct ars_pg_conn *c;
+    enum ars_err err = ars_pg_acquire(cfg, (long)cfg->pg_connect_timeout_ms, &c, err_text, sizeof(err_text));
+    if (err)
+        return ARS_ERR_UNAVAILABLE;
+    long long total_first = -1, total = -1;
+    for (long long offset = 0; !err; offset += ARS_KEYS_BACKFILL_PAGE) {
+        json_object *page = NULL, *items = NULL, *tv = NULL;
+        err = ars_rec_pg_list(c, cfg, &ars_key_entity, NULL, 0, NULL, ARS_KEYS_BACKFILL_PAGE, offset, &page,
+                              err_text, sizeof(err_text));
+        if (err)
+            break;
+        json_object_object_get_ex(page, "items", &items);
+        json_object_object_get_ex(page, "total", &tv);
+        total = tv ? json_object_get_int64(tv) : -1;
+        if (total_first < 0)
+            total_first = total;
+        size_t n = items ? json_object_array_length(items) : 0;
+        for (size_t i = 0; i < n && !err; i++) {
+            json_object *rec = json_object_array_get_idx(items, i);
+            json_object *idv = member(rec, "id"), *hv = member(rec, "key_hash");
+            err = ars_rec_redis_restore(r, cfg, &ars_key_entity, rec);
+            if (!err && idv && hv)
+                err = redis_map_hash(r, cfg, json_object_get_string(hv), json_object_get_string(idv), 0);
+            if (!err)
+                (*loaded)++;
+        }
+        json_object_put(page);
+        if (n < ARS_KEYS_BACKFILL_PAGE)
+            break;
+    }
+    ars_pg_release(c, err == ARS_ERR_UNAVAILABLE || err == ARS_ERR_TIMEOUT);
+    if (err)
+        return err;
+    if (total < 0 || total != total_first || *loaded != total)
+        return ARS_ERR_UNAVAILABLE;
+    char flag[256];
+    complete_key(cfg, flag, sizeof(flag));
+    const char *argv[] = { "SET", flag, "1" };
+    return redis_simple(r, cfg, 3, argv) ? ARS_ERR_UNAVAILABLE : ARS_OK;
+}
+
+/* After a lookup had to ask PostgreSQL: one back-fill per process at a
+ * time, at most every ARS_KEYS_BACKFILL_RETRY_MS, and one process across
+ * hosts (a Redis lock). The request that runs it pays one PostgreSQL
+ * query per ARS_KEYS_BACKFILL_PAGE keys, once per Redis loss. */
+static void maybe_backfill(struct ars_redis *r, const struct ars_config *cfg)
+{
+    long long now = ars_mono_ms(), next = atomic_load(&backfill_next_ms);
+    if (now < next || !atomic_compare_exchange_strong(&backfill_next_ms, &next, now + ARS_KEYS_BACKFILL_RETRY_MS))
+        return;
+    int idle = 0;
+    if (!atomic_compare_exchange_strong(&backfill_running, &idle, 1))
+        return;
+    char lock[256], ttl[32];
+    snprintf(lock, sizeof(lock), "%skeys:backfill_lock", cfg->redis_key_prefix);
+    snprintf(ttl, sizeof(ttl), "%d", ARS_KEYS_BACKFILL_LOCK_MS);
+    const char *take[] = { "SET", lock, "1", "NX", "PX", ttl };
+    if (redis_simple(r, cfg, 6, take) == 0) {
+        long long loaded = 0;
+        enum ars_err err = backfill_all(r, cfg, &loaded);
+        struct ars_logline l;
+        ars_log_begin(&l, err ? ARS_LOG_WARN : ARS_LOG_INFO, NULL, "keys_backfill");
+        ars_log_int(&l, "loaded", loaded);
+        ars_log_str(&l, "complete", err ? "no" : "yes");
+        if (err)
+            ars_log_str(&l, "error", ars_err_str(err));
+        ars_log_end(&l);
+        const char *drop[] = { "DEL", lock };
+        (void)redis_simple(r, cfg, 2, drop);
+        /* Done: the next loss of the flag (a Redis data loss) is acted on
+         * at once; a failure waits ARS_KEYS_BACKFILL_RETRY_MS. */
+        if (!err)
+            atomic_store(&backfill_next_ms, 0);
+    }
+    atomic_store(&backfill_running, 0);
+}
+
 enum ars_err ars_keys_lookup(struct ars_redis *r, const struct ars_config *cfg, const char *key_hash,
                              struct ars_key **out)
 {
@@ -529,9 +678,14 @@ enum ars_err ars_keys_lookup(struct ars_redis *r, const struct ars_config *cfg, 
     enum ars_err err = redis_id_for_hash(r, cfg, key_hash, id);
     if (!err)
         err = ars_rec_redis_get(r, cfg, &ars_key_entity, id, &rec);
-    if (err == ARS_ERR_NOTFOUND || (err == ARS_ERR_UNAVAILABLE && ars_pg_enabled(cfg))) {
+    int complete = 0;
+    if (err == ARS_ERR_NOTFOUND && ars_pg_enabled(cfg))
+        complete = redis_keys_complete(r, cfg) == 1;   /* then "not in Redis" is the answer */
+    if ((err == ARS_ERR_NOTFOUND && !complete) || (err == ARS_ERR_UNAVAILABLE && ars_pg_enabled(cfg))) {
         enum ars_err redis_err = err;
         err = ars_pg_enabled(cfg) ? pg_lookup(r, cfg, key_hash, &rec) : ARS_ERR_NOTFOUND;
+        if (redis_err == ARS_ERR_NOTFOUND && ars_pg_enabled(cfg))
+            maybe_backfill(r, cfg);
         /* Redis down and PG says unknown: still unknown. Both down: unavailable. */
         if (err == ARS_ERR_UNAVAILABLE && redis_err == ARS_ERR_NOTFOUND)
             err = ARS_ERR_NOTFOUND;

@@ -5,7 +5,8 @@
  * PostgreSQL when PG_LIST_API_KEYS=true, else Redis, and fall back to the
  * other store when the preferred one fails. Request-time lookup by key
  * hash: in-process cache (KEY_CACHE_SECONDS, bounded) -> Redis ->
- * PostgreSQL, back-filling Redis on a PostgreSQL hit. */
+ * PostgreSQL, back-filling Redis on a PostgreSQL hit; not PostgreSQL once
+ * Redis is known to hold every key (keys:complete, see keys.c). */
 #ifndef ARS_STORE_KEYS_H
 #define ARS_STORE_KEYS_H
 
@@ -58,7 +59,9 @@ void ars_key_release(struct ars_key *k);
 int ars_key_model_blocked(const struct ars_key *k, const char *model);
 
 /* Request-time lookup by the hash of the presented key. ARS_ERR_NOTFOUND
- * for an unknown key; ARS_ERR_UNAVAILABLE when neither store answers. The
+ * for an unknown key; ARS_ERR_UNAVAILABLE when neither store answers. A
+ * lookup that had to ask PostgreSQL may also load every key into Redis
+ * (once per Redis data loss, one process at a time). The
  * returned key holds a reference (ars_key_release). */
 enum ars_err ars_keys_lookup(struct ars_redis *r, const struct ars_config *cfg, const char *key_hash,
                              struct ars_key **out);

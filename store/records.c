@@ -23,6 +23,45 @@ const struct ars_field *ars_entity_field(const struct ars_entity *e, const char 
     return NULL;
 }
 
+static int is_runtime(const struct ars_entity *e, const char *name)
+{
+    for (size_t i = 0; e->runtime_fields && e->runtime_fields[i]; i++)
+        if (!strcmp(e->runtime_fields[i], name))
+            return 1;
+    return 0;
+}
+
+static int member_equal(json_object *a, json_object *b, const char *name)
+{
+    json_object *va = NULL, *vb = NULL;
+    int ha = json_object_object_get_ex(a, name, &va), hb = json_object_object_get_ex(b, name, &vb);
+    /* absent and null are the same thing in both stores */
+    if (!ha || json_object_is_type(va, json_type_null))
+        return !hb || json_object_is_type(vb, json_type_null);
+    return hb && json_object_equal(va, vb);
+}
+
+int ars_rec_same_master(const struct ars_entity *e, json_object *a, json_object *b, const char **field)
+{
+    if (field)
+        *field = NULL;
+    for (size_t i = 0; i < e->nfields; i++) {
+        if (is_runtime(e, e->fields[i].name))
+            continue;
+        if (!member_equal(a, b, e->fields[i].name)) {
+            if (field)
+                *field = e->fields[i].name;
+            return 0;
+        }
+    }
+    if (!member_equal(a, b, "version")) {
+        if (field)
+            *field = "version";
+        return 0;
+    }
+    return 1;
+}
+
 /* ---- text encoding shared by Redis values and PG parameters ---- */
 
 /* Encodes one field for storage; *out is malloc'd, NULL for SQL NULL

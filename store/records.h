@@ -40,6 +40,11 @@ struct ars_entity {
     const char *order_field;   /* TS field ordering lists (created_at), or NULL */
     const struct ars_field *fields;
     size_t nfields;
+    /* Runtime fields (NULL-terminated, or NULL): written by the request
+     * path in Redis only, without a version bump (a key's last_used_at),
+     * so PostgreSQL's copy lags until the record's next write. Not master
+     * data: comparisons of the two stores leave them out. */
+    const char *const *runtime_fields;
 };
 
 struct ars_redis;
@@ -47,6 +52,10 @@ struct ars_config;
 struct ars_pg_conn;
 
 const struct ars_field *ars_entity_field(const struct ars_entity *e, const char *name);
+/* Whether two copies of a record hold the same master data: every field
+ * but the runtime ones, and the version. Names the first field that
+ * differs in *field (NULL when none; may be NULL). */
+int ars_rec_same_master(const struct ars_entity *e, json_object *a, json_object *b, const char **field);
 
 /* ---- Redis ---- */
 

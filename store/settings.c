@@ -18,7 +18,7 @@ static const struct ars_field setting_fields[] = {
 
 const struct ars_entity ars_setting_entity = {
     "setting", "setting", "settings", "key", "updated_at", setting_fields,
-    sizeof(setting_fields) / sizeof(setting_fields[0])
+    sizeof(setting_fields) / sizeof(setting_fields[0]), NULL
 };
 
 static int key_ok(const char *key)

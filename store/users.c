@@ -25,7 +25,7 @@ static const struct ars_field user_fields[] = {
 
 const struct ars_entity ars_user_entity = {
     "admin_user", "user", "admin_users", "username", "created_at", user_fields,
-    sizeof(user_fields) / sizeof(user_fields[0])
+    sizeof(user_fields) / sizeof(user_fields[0]), NULL
 };
 
 int ars_user_role_ok(const char *role)

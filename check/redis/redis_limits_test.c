@@ -717,6 +717,96 @@ static void test_two_processes(void)
     munmap(sh, sizeof(*sh));
 }
 
+/* ---- idempotency without a marker per request ---- */
+
+static long long count_keys(const char *pattern)
+{
+    long long n = 0;
+    redisReply *rep = rcmd("KEYS %s", pattern);
+    if (rep && rep->type == REDIS_REPLY_ARRAY)
+        n = (long long)rep->elements;
+    freeReplyObject(rep);
+    return n;
+}
+
+/* Blocks the redis-server for ms milliseconds with a busy script, from a
+ * child process, so a pipeline sent meanwhile times out on our side and
+ * is applied by Redis afterwards: the "reply lost" case. */
+static pid_t redis_busy(int ms)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        redisContext *c = redisConnect("127.0.0.1", atoi(port));
+        if (c && !c->err) {
+            redisReply *rep = redisCommand(c,
+                "EVAL %s 0 %d",
+                "local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] "
+                "while true do local n = redis.call('TIME') "
+                "if n[1] * 1000000 + n[2] - s > tonumber(ARGV[1]) * 1000 then break end end return 1",
+                ms);
+            freeReplyObject(rep);
+        }
+        _exit(0);
+    }
+    return pid;
+}
+
+static void test_no_marker_per_request(void)
+{
+    char pat[128];
+    snprintf(pat, sizeof(pat), "%susage:done:*", P);
+    long long markers = count_keys(pat);
+    snprintf(pat, sizeof(pat), "%susage:writer:*", P);
+    long long writers = count_keys(pat);
+    /* test_usage_counters applied 400+ records directly from this thread:
+     * one register for it, one more per first attempt that failed */
+    check(markers == 0 && writers >= 1 && writers <= 8,
+          "400+ records applied on their first attempt leave no per-request key (usage:done: %lld keys, "
+          "usage:writer: %lld)",
+          markers, writers);
+
+    /* a first attempt whose reply is lost (Redis busy past the command
+     * timeout) but which Redis applies afterwards: the retry skips it */
+    struct ars_key k;
+    make_key(&k, 71);
+    struct ars_usage_record rec;
+    base_record(&rec, &k, "lost-reply", T0);
+    rec.usage.input = 321;
+    pid_t busy = redis_busy(3000);
+    usleep(300000);
+    enum ars_err e = ars_usage_record(rds, cfg, &rec);
+    int status;
+    waitpid(busy, &status, 0);
+    char key[256];
+    snprintf(key, sizeof(key), "%susage:key:{%s}:total", P, k.id);
+    long long applied_late = rll("HGET %s input", key);
+    check(e == ARS_OK && ars_usage_queued() == 1 && applied_late == 321,
+          "a first attempt that timed out is queued, and Redis applied it after the timeout (input %lld)",
+          applied_late);
+    usleep(1100000);   /* past the "recently down" second */
+    struct ars_usage_flush_result res;
+    e = ars_usage_flush(rds, cfg, &res);
+    check(e == ARS_OK && res.skipped == 1 && res.applied == 0 && rll("HGET %s input", key) == 321 &&
+              rll("HGET %s requests", key) == 1,
+          "its retry finds the writer's register and skips it: counted once (skipped %zu, applied %zu)",
+          res.skipped, res.applied);
+
+    /* a retried record gets a marker (with a TTL), so the same record
+     * coming back from the spool is skipped */
+    FILE *f = fopen(spool, "w");
+    fprintf(f, "{\"request_id\":\"retried\",\"key_id\":\"%s\",\"input\":5,\"at_ms\":%lld}\n"
+               "{\"request_id\":\"retried\",\"key_id\":\"%s\",\"input\":5,\"at_ms\":%lld}\n",
+            k.id, T0, k.id, T0);
+    fclose(f);
+    chmod(spool, 0600);
+    int b;
+    e = ars_usage_replay_spool(rds, cfg, &res, &b);
+    long long ttl = rll("TTL %susage:done:retried", P);
+    check(e == ARS_OK && res.applied == 1 && res.skipped == 1 && rll("HGET %s input", key) == 326 &&
+              ttl > 0 && ttl <= ARS_USAGE_DONE_TTL_SECONDS,
+          "a record in the spool twice is counted once; its marker expires (ttl %lld)", ttl);
+}
+
 /* ---- Redis outage: queue, flush, spool, replay ---- */
 
 static int redis_ctl(const char *what)
@@ -913,6 +1003,7 @@ static void test_outage(void)
                "\"cache_1h\":7,\"cost_micros\":1000,\"at_ms\":%lld}\nnot json at all\n",
             k.id, T0);
     fclose(f);
+    chmod(spool, 0600);   /* the relay replays only a 0600 spool of its own */
     int busy = 0;
     e1 = ars_usage_replay_spool(rds, cfg, &res, &busy);
     check(e1 == ARS_OK && res.skipped == 1 && res.applied == 0 && res.bad == 1 && file_size(spool, NULL) == 0,
@@ -1023,6 +1114,7 @@ int main(int argc, char **argv)
     test_reqlog_and_releases();
     test_two_processes();
     test_admit_timeout();
+    test_no_marker_per_request();
     test_outage();
 
     ars_usage_stop();

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,28 +30,60 @@
  *
  * The record's commands go out as one pipeline, not as MULTI/EXEC (its
  * keys live in many hash slots, which a transaction cannot span in a
- * Redis Cluster) and not as one script (same reason). The pipeline's
- * first command is SET P usage:done:RID 1 NX EX 2 days. On a retry (queue
- * or spool) the marker is looked at first, in a round trip of its own: if
- * it exists, the record was applied and is skipped; if not, the whole
- * pipeline goes out again. Consequences:
- *  - the normal path stays one round trip; only retries pay a second;
- *  - a record whose pipeline reached Redis but whose replies were lost
- *    (timeout, connection reset after the last command) is not counted
- *    twice: the retry finds the marker;
+ * Redis Cluster) and not as one script (same reason). Deduplication needs
+ * to answer one question on a retry: did an earlier attempt of this
+ * record reach Redis? Without a key per request:
+ *  - Every worker thread is a "writer" with a random 64-bit id and a
+ *    sequence number. A first attempt's pipeline starts with SET
+ *    P usage:writer:WID SEQ EX 2 days. One connection runs its pipelines
+ *    in order, so the register holds the sequence number of the last
+ *    pipeline of that writer that started to apply.
+ *  - A first attempt that fails keeps (WID, SEQ) with the record and
+ *    the thread takes a NEW writer id, so nothing writes WID again: the
+ *    register stays >= SEQ exactly when the failed pipeline reached Redis
+ *    (its reply lost: a command timeout while Redis is slow), < SEQ (or
+ *    gone) when it did not.
+ *  - A retry (queue or spool) reads the register and the record's
+ *    applied-marker P usage:done:RID in one round trip; either says
+ *    "applied": skip. Otherwise the retry's pipeline starts with SET
+ *    usage:done:RID 1 NX EX 2 days, so a retry of the retry (its reply
+ *    lost, or the record queued and also spooled) is skipped too.
+ * Cost: the normal path stays one round trip and leaves one key per
+ * thread (overwritten per request) instead of one per request (~130
+ * bytes each, 2.2 GB at a sustained 100 requests/s over the two days);
+ * markers exist only for records that met an outage. Limits:
  *  - Redis applies a pipeline command by command, so a connection that
  *    broke half-way through the commands leaves the first part applied
- *    AND the marker set: the retry then skips the record and the
+ *    AND the register/marker set: the retry then skips the record and the
  *    remainder is lost. This needs the connection to break inside the
  *    few microseconds one pipeline takes to arrive; we accept it rather
- *    than double-count every "reply lost" case, which is far more common
- *    (a command timeout while Redis is slow).
- *  - a retry later than ARS_USAGE_DONE_TTL_SECONDS after the first
- *    attempt is no longer deduplicated (the marker expired).
+ *    than double-count every "reply lost" case, which is far more common.
+ *  - a retry later than ARS_USAGE_DONE_TTL_SECONDS after the attempt it
+ *    repeats is no longer deduplicated (register or marker expired).
+ *  - a Redis that lost its data lost the register and the counters
+ *    together: the retry applies the record, which is then right.
  * A command error reply (WRONGTYPE on a damaged key) is logged and the
  * record counts as applied: retrying cannot fix it. An error reply to the
- * marker itself (OOM, READONLY after a failover) means Redis took no
+ * first command (OOM, READONLY after a failover) means Redis took no
  * writes: the record is kept for a retry. */
+
+/* This thread's writer id (16 hex digits, "" until first used) and the
+ * sequence number of its last first attempt. Thread-local because the
+ * register's meaning rests on one connection's order, and each thread
+ * has its own connection. */
+static _Thread_local char writer_id[17];
+static _Thread_local long long writer_seq;
+
+static void writer_renew(void)
+{
+    static atomic_ullong fallback;
+    unsigned long long v = 0;
+    if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v))
+        v = ((unsigned long long)ars_mono_ms() << 20) ^ ((unsigned long long)getpid() << 44) ^
+            atomic_fetch_add(&fallback, 0x9e3779b97f4a7c15ULL);
+    snprintf(writer_id, sizeof(writer_id), "%016llx", v);
+    writer_seq = 0;
+}
 
 /* ---- one record as a pipeline ---- */
 
@@ -254,8 +287,10 @@ static const char *model_bucket(const struct ars_usage_record *rec)
     return name;
 }
 
-/* Fills p with every command of rec, the applied-marker first. */
-static enum ars_err build(struct pipe *p, const struct ars_config *cfg, const struct ars_usage_record *rec)
+/* Fills p with every command of rec: first the attempt register (a
+ * first attempt) or the applied-marker (a retry). */
+static enum ars_err build(struct pipe *p, const struct ars_config *cfg, const struct ars_usage_record *rec,
+                          int retry)
 {
     memset(p, 0, offsetof(struct pipe, argcs));
     const char *pre = cfg->redis_key_prefix;
@@ -269,8 +304,12 @@ static enum ars_err build(struct pipe *p, const struct ars_config *cfg, const st
     struct tm tm;
     utc(rec->at_ms, &tm);
 
-    p_cmd(p, "SET", p_fmt(p, "%susage:done:%s", pre, rec->request_id), "1", "NX", "EX",
-          p_num(p, ARS_USAGE_DONE_TTL_SECONDS), (char *)NULL);
+    if (retry)
+        p_cmd(p, "SET", p_fmt(p, "%susage:done:%s", pre, rec->request_id), "1", "NX", "EX",
+              p_num(p, ARS_USAGE_DONE_TTL_SECONDS), (char *)NULL);
+    else
+        p_cmd(p, "SET", p_fmt(p, "%susage:writer:%s", pre, rec->attempt_writer), p_num(p, rec->attempt_seq), "EX",
+              p_num(p, ARS_USAGE_DONE_TTL_SECONDS), (char *)NULL);
 
     add_entity(p, cfg, "key", rec->key_id, &tm, vals, nums);
     if (rec->account_id[0])
@@ -366,8 +405,44 @@ static enum ars_err apply_cancel(struct ars_redis *r, const struct ars_config *c
     return ARS_OK;
 }
 
-/* Applies one record. retry: look for the applied-marker first and set
- * *skipped instead of writing again. */
+/* One round trip: did an earlier attempt of rec reach Redis? The
+ * record's applied-marker (set by a retry) or its first attempt's
+ * register at or past its sequence number says so. */
+static enum ars_err already_applied(struct ars_redis *r, const struct ars_config *cfg,
+                                    const struct ars_usage_record *rec, int *done, char *why, size_t whylen)
+{
+    *done = 0;
+    char marker[256], reg[256];
+    snprintf(marker, sizeof(marker), "%susage:done:%s", cfg->redis_key_prefix, rec->request_id);
+    snprintf(reg, sizeof(reg), "%susage:writer:%s", cfg->redis_key_prefix, rec->attempt_writer);
+    const char *exists[] = { "EXISTS", marker };
+    const char *get[] = { "GET", reg };
+    const int argcs[] = { 2, 2 };
+    const char *const *argvs[] = { exists, get };
+    int ncmds = rec->attempt_writer[0] ? 2 : 1;
+    redisReply *reps[2] = { NULL, NULL };
+    enum ars_err err = ars_redis_pipeline(r, cfg, ncmds, argcs, argvs, NULL, reps);
+    if (err) {
+        snprintf(why, whylen, "%s", ars_redis_error(r));
+        return err;
+    }
+    if (reps[0]->type != REDIS_REPLY_INTEGER || (ncmds == 2 && reps[1]->type != REDIS_REPLY_STRING &&
+                                                 reps[1]->type != REDIS_REPLY_NIL)) {
+        snprintf(why, whylen, "reading the applied-marker failed");
+        err = ARS_ERR_UNAVAILABLE;
+    } else {
+        *done = reps[0]->integer == 1 ||
+                (ncmds == 2 && reps[1]->type == REDIS_REPLY_STRING &&
+                 strtoll(reps[1]->str, NULL, 10) >= rec->attempt_seq);
+    }
+    for (int i = 0; i < ncmds; i++)
+        freeReplyObject(reps[i]);
+    return err;
+}
+
+/* Applies one record. retry: look for an earlier attempt first and set
+ * *skipped instead of writing again. A first attempt must carry its
+ * attempt register (attempt_writer, attempt_seq). */
 static enum ars_err apply(struct ars_redis *r, const struct ars_config *cfg, const struct ars_usage_record *rec,
                           int retry, int *skipped, char *why, size_t whylen)
 {
@@ -380,7 +455,7 @@ static enum ars_err apply(struct ars_redis *r, const struct ars_config *cfg, con
     enum ars_err err = ARS_ERR_NOMEM;
     if (!p)
         goto out;
-    err = build(p, cfg, rec);
+    err = build(p, cfg, rec, retry);
     if (err) {
         snprintf(why, whylen, "record too large for a pipeline");
         ars_log_msg(ARS_LOG_ERROR, rec->request_id, "usage_record_too_large",
@@ -388,21 +463,10 @@ static enum ars_err apply(struct ars_redis *r, const struct ars_config *cfg, con
         goto out;
     }
     if (retry) {
-        redisReply *rep = NULL;
-        const char *argv[] = { "EXISTS", p->argvs[0][1] };
-        err = ars_redis_cmd(r, cfg, &rep, 2, argv, NULL);
-        if (err) {
-            snprintf(why, whylen, "%s", ars_redis_error(r));
+        int done;
+        err = already_applied(r, cfg, rec, &done, why, whylen);
+        if (err)
             goto out;
-        }
-        int done = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
-        int failed = rep->type != REDIS_REPLY_INTEGER;
-        freeReplyObject(rep);
-        if (failed) {
-            snprintf(why, whylen, "EXISTS of the applied-marker failed");
-            err = ARS_ERR_UNAVAILABLE;
-            goto out;
-        }
         if (done) {
             *skipped = 1;
             goto out;
@@ -428,7 +492,7 @@ static enum ars_err apply(struct ars_redis *r, const struct ars_config *cfg, con
         err = ARS_ERR_UNAVAILABLE;
         goto out;
     }
-    if (reps[0]->type == REDIS_REPLY_NIL && !retry)
+    if (reps[0]->type == REDIS_REPLY_NIL && retry)
         ars_log_msg(ARS_LOG_WARN, rec->request_id, "usage_duplicate",
                     "a usage record with this request id was already applied");
     log_reply_errors(rec, p, reps);
@@ -463,6 +527,7 @@ static const struct rfield rfields[] = {
     FS("client", client), FL("at_ms", at_ms), FI("window_active", window_active),
     FL("week_start_ms", week_start_ms), FI("release_key_lease", release_key_lease),
     FI("release_account_lease", release_account_lease), FI("cancel", cancel),
+    FS("attempt_writer", attempt_writer), FL("attempt_seq", attempt_seq),
 };
 #define NRFIELDS (sizeof(rfields) / sizeof(rfields[0]))
 
@@ -546,6 +611,84 @@ static void fsync_dir_of(const char *path)
     }
 }
 
+/* The spool is trusted input: every line in it charges a key. So only a
+ * file that the relay's own user wrote is ever read or extended: the
+ * directory must be a real directory (not a symlink) owned by that user
+ * and writable by nobody else, and the file a regular file (opened with
+ * O_NOFOLLOW) of that user with mode 0600. The old default,
+ * /var/tmp/ai-relay-usage.spool, sat in a world-writable directory where
+ * any local user could plant a spool naming any key. */
+static int spool_dir_check(const char *path, int create, const char **why)
+{
+    char copy[4096];
+    if (snprintf(copy, sizeof(copy), "%s", path) >= (int)sizeof(copy)) {
+        *why = "USAGE_SPOOL_FILE is too long";
+        return -1;
+    }
+    const char *dir = dirname(copy);
+    struct stat st;
+    if (lstat(dir, &st) != 0 && errno == ENOENT && create) {
+        /* Only the last component: the state directory above it is the
+         * installer's to make. */
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            *why = "cannot create the spool directory";
+            return -1;
+        }
+    }
+    if (lstat(dir, &st) != 0) {
+        *why = errno == ENOENT ? "the spool directory does not exist" : "cannot stat the spool directory";
+        return errno == ENOENT ? 1 : -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        *why = "the spool directory is a symlink or not a directory";
+        return -1;
+    }
+    if (st.st_uid != geteuid()) {
+        *why = "the spool directory belongs to another user";
+        return -1;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        *why = "the spool directory is writable by group or others";
+        return -1;
+    }
+    return 0;
+}
+
+/* fd is the spool: a regular file of ours, mode 0600 (an empty one of
+ * ours is fixed up: it carries nothing anyone could have planted). */
+static int spool_file_check(int fd, int fix_empty, const char **why)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        *why = "cannot stat the spool file";
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        *why = "the spool file is not a regular file";
+        return -1;
+    }
+    if (st.st_uid != geteuid()) {
+        *why = "the spool file belongs to another user";
+        return -1;
+    }
+    if ((st.st_mode & 07777) != 0600) {
+        if (fix_empty && st.st_size == 0 && fchmod(fd, 0600) == 0)
+            return 0;
+        *why = "the spool file's mode is not 0600";
+        return -1;
+    }
+    return 0;
+}
+
+static void log_spool_refused(const char *path, const char *why)
+{
+    struct ars_logline l;
+    ars_log_begin(&l, ARS_LOG_ERROR, NULL, "usage_spool_refused");
+    ars_log_str(&l, "path", path);
+    ars_log_str(&l, "reason", why);
+    ars_log_end(&l);
+}
+
 /* Appends recs to the spool file under its lock; fsync'd before the lock
  * goes. 0 on success, else errno-style failure with *why set. */
 static int spool_append(const char *path, const struct ars_usage_record *const *recs, size_t n, const char **why)
@@ -555,9 +698,20 @@ static int spool_append(const char *path, const struct ars_usage_record *const *
         *why = "USAGE_SPOOL_FILE is empty (memory only)";
         return -1;
     }
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (spool_dir_check(path, 1, why) != 0) {
+        log_spool_refused(path, *why);
+        return -1;
+    }
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
-        *why = strerror(errno);
+        *why = errno == ELOOP ? "the spool file is a symlink" : strerror(errno);
+        if (errno == ELOOP)
+            log_spool_refused(path, *why);
+        return -1;
+    }
+    if (spool_file_check(fd, 1, why) != 0) {
+        log_spool_refused(path, *why);
+        close(fd);
         return -1;
     }
     int rc = -1;
@@ -569,10 +723,6 @@ static int spool_append(const char *path, const struct ars_usage_record *const *
         }
     }
     int fresh = fstat(fd, &st) == 0 && st.st_size == 0;
-    if (fchmod(fd, 0600) != 0) {
-        *why = strerror(errno);
-        goto unlock;
-    }
     for (size_t i = 0; i < n; i++) {
         json_object *o = record_to_json(recs[i]);
         if (!o) {
@@ -690,15 +840,25 @@ enum ars_err ars_usage_record(struct ars_redis *r, const struct ars_config *cfg,
 {
     if (!valid_record(rec))
         return ARS_ERR_INVALID;
+    struct ars_usage_record cur = *rec;
+    cur.attempt_writer[0] = '\0';
+    cur.attempt_seq = 0;
     if (atomic_load(&down_until) > ars_mono_ms())
-        return keep(cfg, rec, "redis unavailable (recent failure)");
+        return keep(cfg, &cur, "redis unavailable (recent failure)");
+    if (!writer_id[0])
+        writer_renew();
+    snprintf(cur.attempt_writer, sizeof(cur.attempt_writer), "%s", writer_id);
+    cur.attempt_seq = ++writer_seq;
     int skipped;
     char why[256];
-    enum ars_err err = apply(r, cfg, rec, 0, &skipped, why, sizeof(why));
+    enum ars_err err = apply(r, cfg, &cur, 0, &skipped, why, sizeof(why));
     if (err == ARS_OK || err == ARS_ERR_TOOBIG)
         return err;
+    /* The failed pipeline may still reach Redis: its register must never
+     * move again, so this thread writes under a new id from now on. */
+    writer_renew();
     atomic_store(&down_until, ars_mono_ms() + 1000);
-    return keep(cfg, rec, why[0] ? why : ars_err_str(err));
+    return keep(cfg, &cur, why[0] ? why : ars_err_str(err));
 }
 
 enum ars_err ars_usage_cancel_later(const struct ars_config *cfg, const char *request_id, const char *key_id,
@@ -833,9 +993,26 @@ enum ars_err ars_usage_replay_spool(struct ars_redis *r, const struct ars_config
     const char *path = cfg->usage_spool_file;
     if (!path || !path[0])
         return ARS_OK;
-    int fd = open(path, O_RDWR | O_CLOEXEC);
+    const char *why;
+    int dc = spool_dir_check(path, 0, &why);
+    if (dc > 0)
+        return ARS_OK;   /* no directory: no spool */
+    if (dc < 0) {
+        log_spool_refused(path, why);
+        return ARS_ERR_INVALID;
+    }
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == ELOOP) {
+        log_spool_refused(path, "the spool file is a symlink");
+        return ARS_ERR_INVALID;
+    }
     if (fd < 0)
         return errno == ENOENT ? ARS_OK : ARS_ERR_IO;
+    if (spool_file_check(fd, 0, &why) != 0) {
+        log_spool_refused(path, why);
+        close(fd);
+        return ARS_ERR_INVALID;
+    }
     enum ars_err err = ARS_OK;
     char *buf = NULL;
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {

@@ -5,7 +5,10 @@
  *
  * What one record writes (P = REDIS_KEY_PREFIX; layout in
  * docs/internals/relay-modules.md):
- *   P usage:done:RID                       SET NX EX 2 days: the record's applied-marker
+ *   first attempt: P usage:writer:WID  SET SEQ EX 2 days: the writing
+ *       thread's attempt register (one key per thread, not per request)
+ *   a retry (queue or spool): P usage:done:RID  SET NX EX 2 days: the
+ *       record's applied-marker (only records that met an outage get one)
  *   P usage:{key,account,model}:{ID}:{h:YYYYMMDDHH,d:YYYYMMDD,m:YYYYMM,total} (ID as a hash tag;
  *       a model's ID is bounded, see ARS_USAGE_MODEL_KEY_MAX)
  *       HINCRBY requests 1, input, output, cache_5m, cache_1h, cache_read,
@@ -28,9 +31,11 @@
  * in-memory queue (ARS_USAGE_QUEUE_MAX records; beyond that it is appended
  * to USAGE_SPOOL_FILE) that a background thread retries every second.
  * ars_usage_stop writes what it cannot deliver to the spool file; the
- * next start (of any process sharing the path) replays it. The
- * applied-marker makes retries and replays idempotent; see usage.c for
- * the exact guarantee. */
+ * next start (of any process sharing the path) replays it, after checking
+ * that the file and its directory belong to the relay's user (a file
+ * anyone else could have written is refused, never billed). The attempt
+ * register and the applied-marker make retries and replays idempotent;
+ * see usage.c for the exact guarantee. */
 #ifndef ARS_USAGE_H
 #define ARS_USAGE_H
 
@@ -44,10 +49,13 @@ struct ars_config;
 
 /* Records held in memory while Redis is unavailable; more go to the spool file. */
 #define ARS_USAGE_QUEUE_MAX           100000
-/* Lifetime of a record's applied-marker: a retry or replay later than
- * this after the first attempt is no longer deduplicated. Memory: one
- * key per request for this long, ~130 bytes each on Redis 7 (measured),
- * i.e. ~1.3 GB per 10 million requests in two days. */
+/* Lifetime of a retried record's applied-marker and of a thread's attempt
+ * register: a retry or replay later than this after the attempt it
+ * repeats is no longer deduplicated. Memory: markers exist only for
+ * records that were retried (~130 bytes each on Redis 7, so 100000
+ * records queued through an outage cost ~13 MB for two days); registers
+ * are one per worker thread and per failed first attempt, whatever the
+ * request rate (a marker per request was 2.2 GB at 100 requests/s). */
 #define ARS_USAGE_DONE_TTL_SECONDS    172800
 /* One spool line (a record as JSON is well under 2 KiB). */
 #define ARS_USAGE_SPOOL_LINE_MAX      8192
@@ -94,6 +102,12 @@ struct ars_usage_record {
      * the request's lease on any account of the pool (ars_sched_cancel)
      * when release_account_lease. Idempotent, so retries need no marker. */
     int cancel;
+    /* Set by this module on the copy it keeps for a retry, ignored on
+     * input to ars_usage_record: the attempt register that the failed
+     * first attempt wrote ("" when it was never sent) and its sequence
+     * number. */
+    char attempt_writer[24];
+    long long attempt_seq;
 };
 
 /* Records one request. ARS_OK when the record was applied or kept for a
@@ -125,14 +139,18 @@ struct ars_usage_flush_result {
 
 /* Retries the queued records, oldest first, until the queue is empty or
  * Redis fails again (ARS_ERR_UNAVAILABLE). Each retry checks the
- * applied-marker first (one extra round trip, on this rare path only). */
+ * applied-marker and the first attempt's register first (one extra round
+ * trip, on this rare path only). */
 enum ars_err ars_usage_flush(struct ars_redis *r, const struct ars_config *cfg,
                              struct ars_usage_flush_result *res);
 /* Replays cfg->usage_spool_file (at most ARS_USAGE_REPLAY_BATCH records),
  * under an exclusive flock shared with every process using the path:
  * applied and already-applied records are removed from the file, the
  * rest stays for the next pass. busy (may be NULL) is set when another
- * process holds the lock. A missing or empty file is ARS_OK. */
+ * process holds the lock. A missing or empty file is ARS_OK. A file that
+ * is a symlink, not owned by the relay's user, not mode 0600, or in a
+ * directory that is a symlink, someone else's or writable by group or
+ * others, is not read: ARS_ERR_INVALID, logged as usage_spool_refused. */
 enum ars_err ars_usage_replay_spool(struct ars_redis *r, const struct ars_config *cfg,
                                     struct ars_usage_flush_result *res, int *busy);
 /* Records waiting in this process's memory queue. */
@@ -144,7 +162,8 @@ size_t ars_usage_queued(void);
 #define ARS_USAGE_REPLAY_SECONDS      30
 int ars_usage_start(void);
 /* Stops the thread, flushes what Redis takes, and appends the rest to the
- * spool file (JSON lines, fsync'd, mode 0600). Safe without a start. */
+ * spool file (JSON lines, fsync'd, mode 0600; its directory is created
+ * 0700 when missing). Safe without a start. */
 void ars_usage_stop(void);
 
 #endif
