@@ -1,6 +1,7 @@
 /* The request-body scanner: the few fields routing needs, found without a
  * full parse, and clear errors for bodies that are not a Messages request. */
 #include <check.h>
+#include "plan.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,9 @@ START_TEST(overlong_model_is_truncated_not_overflowed)
 }
 END_TEST
 
+/* Test cases a full run makes (check/unit/plan.h). */
+#define UNIT_TEST_PLAN 9
+
 int main(void)
 {
     Suite *s = suite_create("body");
@@ -134,9 +138,5 @@ int main(void)
     tcase_add_test(tc, whitespace_everywhere_is_fine);
     tcase_add_test(tc, overlong_model_is_truncated_not_overflowed);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ars_check_run(s, UNIT_TEST_PLAN);
 }

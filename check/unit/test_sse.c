@@ -2,6 +2,7 @@
  * cut, line-end variants, comments, multi-line data, the event cap, exact
  * flush boundaries, and usage from streams and non-stream bodies. */
 #include <check.h>
+#include "plan.h"
 #include <json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -798,6 +799,9 @@ START_TEST(non_stream_body_that_is_not_an_object_is_ignored)
 }
 END_TEST
 
+/* Test cases a full run makes (check/unit/plan.h). */
+#define UNIT_TEST_PLAN 31
+
 int main(void)
 {
     Suite *s = suite_create("sse");
@@ -835,9 +839,5 @@ int main(void)
     tcase_add_test(tc, non_stream_error_body_is_recorded_as_an_error_without_usage);
     tcase_add_test(tc, non_stream_body_that_is_not_an_object_is_ignored);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ars_check_run(s, UNIT_TEST_PLAN);
 }
