@@ -67,12 +67,13 @@ it_plan() {
 # it_run_checks NAME CMD...: run a program that prints its plan ("# plan: N
 # checks") and "ok - ..." / "FAIL - ..." lines; each line is a check of this
 # test, N is added to this test's plan, and its exit status is one more
-# check (counted in the plan here). Other lines are shown as they are.
+# check (counted in the plan here). Other lines are shown as they are; the
+# output stays in IT_DIR, where the end checks search it for secrets.
 it_run_checks() {
-    local name=$1 line n rc=0
+    local name=$1 line n rc=0 out=$IT_DIR/run_checks.$IT_CHECKS.out
     shift
     IT_PLAN=$((${IT_PLAN:-0} + 1))
-    "$@" >"$IT_DIR/run_checks.out" 2>&1 || rc=$?
+    "$@" >"$out" 2>&1 || rc=$?
     while IFS= read -r line; do
         case "$line" in
             "# plan: "*" checks")
@@ -85,8 +86,7 @@ it_run_checks() {
             "FAIL - "*) it_fail "${line#FAIL - }" ;;
             *) echo "$line" ;;
         esac
-    done <"$IT_DIR/run_checks.out"
-    rm -f "$IT_DIR/run_checks.out"
+    done <"$out"
     it_expect_eq "$name exits 0" "$rc" 0
 }
 
