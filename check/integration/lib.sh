@@ -154,7 +154,7 @@ it_end_checks() {
     # Sanitizer reports (the --enable-debug pass) in any program's log.
     hits=$(_it_scan_files | xargs -0 -r grep -l -a -E 'runtime error:|Sanitizer' 2>/dev/null)
     if [ -n "$hits" ]; then
-        it_end_fail "no sanitizer report in the logs" "$(printf '%s ' $hits)"
+        it_end_fail "no sanitizer report in the logs" "$(tr '\n' ' ' <<<"$hits")"
         printf '%s\n' "$hits" | while IFS= read -r f; do
             echo "== $f"; grep -a -m 5 -A 12 -E 'runtime error:|Sanitizer' "$f"
         done
@@ -163,12 +163,12 @@ it_end_checks() {
     while IFS= read -r s; do
         hits=$(_it_scan_files | xargs -0 -r grep -l -a -F -e "$s" 2>/dev/null)
         [ -z "$hits" ] || it_end_fail "a secret (${s:0:3}..., ${#s} chars) never reaches a log or response" \
-            "found in $(printf '%s ' $hits)"
+            "found in $(tr '\n' ' ' <<<"$hits")"
     done <"$IT_SECRETS"
     while IFS= read -r s; do
         hits=$(_it_scan_files | xargs -0 -r grep -l -a -E -e "$s" 2>/dev/null)
         [ -z "$hits" ] || it_end_fail "no secret matching /$s/ reaches a log or response" \
-            "found in $(printf '%s ' $hits)"
+            "found in $(tr '\n' ' ' <<<"$hits")"
     done <"$IT_SECRET_PATTERNS"
     return 0
 }

@@ -488,7 +488,7 @@ ars_start_relay() {
 # relay had already exited: a crash is reported, not taken for a stop),
 # and fails when the relay's worker processes (--processes) outlive it.
 ars_stop_relay() {
-    local dir pid waiter kids k left= rc=0 st
+    local dir pid waiter kids k left="" rc=0 st
     [ $# -eq 1 ] || { _ars_err "usage: ars_stop_relay DIR"; return 2; }
     dir=$(_ars_abs "$1")
     ARS_RELAY_EXIT_STATUS=
