@@ -3,17 +3,23 @@
 // usage, a tool call (non-stream and stream) and the second turn that
 // answers it, the model list, and a typed error for a bad key. The mock
 // upstream is steered through the model name (mock-usage-..., mock-tool-...).
-// Prints "ok - ..." lines; exits non-zero when a check fails.
+// Prints its plan first ("# plan: N checks"), then "ok - ..." / "FAIL - ..."
+// lines; exits non-zero when a check fails or another number of checks ran
+// than planned (a group that throws counts as one failed check).
 import OpenAI from 'openai';
 import { isDeepStrictEqual } from 'node:util';
 
+const PLAN = 24;
 const baseURL = process.env.RELAY_BASE;   // e.g. http://127.0.0.1:3000/openai/v1
 const apiKey = process.env.RELAY_KEY;
 let failed = 0;
+let checks = 0;
 function check(name, cond, detail) {
+  checks++;
   console.log(`${cond ? 'ok' : 'FAIL'} - openai sdk: ${name}${cond ? '' : ': ' + detail}`);
   if (!cond) failed++;
 }
+console.log(`# plan: ${PLAN} checks`);
 // Runs one group of checks; an exception fails the group, not the script.
 async function step(name, fn) {
   try {
@@ -67,8 +73,11 @@ await step('stream with include_usage', async () => {
   let usageChunks = 0;
   let afterUsage = 0;
   let role = null;
+  const kinds = [];   // what each chunk carried, in order
   for await (const ch of stream) {
     chunks++;
+    kinds.push(ch.usage ? 'usage' : ch.choices.map((c) => (c.delta?.role ? 'role' : '') +
+      (c.delta?.content ? 'text' : '') + (c.finish_reason ? 'finish' : '')).join(',') || 'empty');
     if (usage) afterUsage++;
     if (ch.object !== 'chat.completion.chunk') throw new Error(`not a chunk: ${j(ch)}`);
     for (const c of ch.choices) {
@@ -87,7 +96,10 @@ await step('stream with include_usage', async () => {
   check('stream: finish_reason stop', finish === 'stop', finish);
   check('stream: one final usage chunk with prompt 21 / completion 13 / total 34',
         usageChunks === 1 && afterUsage === 0 && usageOk(usage), `${usageChunks} usage chunks, ${afterUsage} after it: ${j(usage)}`);
-  check('stream ends cleanly', chunks >= 3, `chunks=${chunks}`);
+  // The mock's answer is one text block in three deltas: a role chunk, the
+  // three texts, the finish reason, the usage; nothing before, between or after.
+  check('stream ends cleanly: role, 3 text deltas, finish, usage and nothing else',
+        kinds.join(' ') === 'role text text text finish usage', `${chunks} chunks: ${kinds.join(' ')}`);
 });
 
 let toolCall = null;
@@ -176,7 +188,8 @@ await step('bad key', async () => {
   const bad = new OpenAI({ apiKey: 'cr_' + '0'.repeat(64), baseURL, maxRetries: 0 });
   try {
     await bad.chat.completions.create({ model: MODEL, messages });
-    check('a bad key raises AuthenticationError', false, 'no error');
+    check('a bad key raises AuthenticationError (401)', false, 'no error');
+    check('...with the error message of the relay', false, 'no error');
   } catch (e) {
     check('a bad key raises AuthenticationError (401)', e instanceof OpenAI.AuthenticationError && e.status === 401,
           `${e.constructor.name} ${e.status} ${e.message}`);
@@ -184,4 +197,8 @@ await step('bad key', async () => {
           j(e.error));
   }
 });
+if (checks !== PLAN) {
+  console.log(`FAIL - openai sdk: the script ran the checks it planned: ${checks} of ${PLAN}`);
+  failed++;
+}
 process.exit(failed ? 1 : 0);

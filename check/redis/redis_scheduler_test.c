@@ -4,10 +4,12 @@
  *
  *   redis_scheduler_test --redis-port PORT [--mock http://127.0.0.1:PORT]
  *
- * Without --mock the OAuth cases are skipped (reported as "# skip").
+ * Without --mock the OAuth cases cannot run, and that is a failure (a
+ * missing prerequisite must not turn into a shorter green run).
  * Every case starts from an empty Redis database (FLUSHDB): point it at a
- * throw-away server only. Prints "ok - ..." / "FAIL - ..." per check;
- * exits 0 when every check passed. */
+ * throw-away server only. Prints its plan first ("# plan: N checks"), then
+ * "ok - ..." / "FAIL - ..." per check; exits 0 when exactly the planned
+ * number of checks ran and every one passed. */
 #include <curl/curl.h>
 #include <hiredis.h>
 #include <json.h>
@@ -35,6 +37,9 @@
 #define LEASE_TTL_S 300
 #define STICKY_TTL_S 3600
 #define COOLDOWN_MAX_S 1800
+/* The number of checks a full run makes; a run that makes another number
+ * (a case that returned early, a section not run) fails. */
+#define SCHED_TEST_PLAN 61
 
 static struct ars_config *cfg;
 static struct ars_redis *R;
@@ -1249,6 +1254,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s --redis-port PORT [--mock http://127.0.0.1:PORT]\n", argv[0]);
         return 2;
     }
+    printf("# plan: %d checks\n", SCHED_TEST_PLAN);
     char port_env[64], token_url[600], err[512];
     snprintf(port_env, sizeof(port_env), "REDIS_PORT=%s", port);
     snprintf(token_url, sizeof(token_url), "OAUTH_TOKEN_URL=%s/v1/oauth/token", mock_url ? mock_url : "http://127.0.0.1:9");
@@ -1310,7 +1316,7 @@ int main(int argc, char **argv)
         test_oauth_force();
         test_oauth_invalid();
     } else {
-        printf("# skip: OAuth cases (no --mock URL)\n");
+        expect(0, "the OAuth cases run (they need --mock URL)", NULL);
     }
 
     flush();
@@ -1318,6 +1324,10 @@ int main(int argc, char **argv)
     ars_redis_free(R);
     ars_config_free(cfg);
     curl_global_cleanup();
+    if (checks != SCHED_TEST_PLAN) {
+        printf("FAIL - the program ran the checks it planned: %d of %d\n", checks, SCHED_TEST_PLAN);
+        failures++;
+    }
     printf("# %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }

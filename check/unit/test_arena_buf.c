@@ -1,5 +1,6 @@
 /* Arena, capped buffer and log line behaviour. */
 #include <check.h>
+#include "plan.h"
 #include <json.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -163,6 +164,9 @@ START_TEST(log_overlong_line_is_cut_marked_and_still_valid_json)
 }
 END_TEST
 
+/* Test cases a full run makes (check/unit/plan.h). */
+#define UNIT_TEST_PLAN 7
+
 int main(void)
 {
     Suite *s = suite_create("arena_buf_log");
@@ -175,9 +179,5 @@ int main(void)
     tcase_add_test(tc, log_logfmt_line_quotes_values_with_spaces);
     tcase_add_test(tc, log_overlong_line_is_cut_marked_and_still_valid_json);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ars_check_run(s, UNIT_TEST_PLAN);
 }

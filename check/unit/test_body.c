@@ -1,6 +1,7 @@
 /* The request-body scanner: the few fields routing needs, found without a
  * full parse, and clear errors for bodies that are not a Messages request. */
 #include <check.h>
+#include "plan.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,6 +233,9 @@ START_TEST(max_tokens_must_be_a_positive_integer_within_the_cap)
 }
 END_TEST
 
+/* Test cases a full run makes (check/unit/plan.h). */
+#define UNIT_TEST_PLAN 17
+
 int main(void)
 {
     Suite *s = suite_create("body");
@@ -254,9 +258,5 @@ int main(void)
     tcase_add_test(tc, too_many_or_too_long_top_level_names_are_refused);
     tcase_add_test(tc, max_tokens_must_be_a_positive_integer_within_the_cap);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ars_check_run(s, UNIT_TEST_PLAN);
 }

@@ -1,5 +1,6 @@
 /* Config table: defaults, file and environment, bad values named. */
 #include <check.h>
+#include "plan.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +242,9 @@ START_TEST(sample_config_documents_every_key)
 }
 END_TEST
 
+/* Test cases a full run makes (check/unit/plan.h). */
+#define UNIT_TEST_PLAN 14
+
 int main(void)
 {
     Suite *s = suite_create("config");
@@ -260,9 +264,5 @@ int main(void)
     tcase_add_test(tc, check_config_output_masks_every_secret);
     tcase_add_test(tc, sample_config_documents_every_key);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ars_check_run(s, UNIT_TEST_PLAN);
 }

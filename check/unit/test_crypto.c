@@ -1,6 +1,7 @@
 /* Keys, secrets at rest and password hashing: known-answer vectors for the
  * primitives, then the behaviour callers rely on. */
 #include <check.h>
+#include "plan.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -680,6 +681,9 @@ START_TEST(password_over_1024_bytes_is_toobig)
 }
 END_TEST
 
+/* Test cases a full run makes (check/unit/plan.h). */
+#define UNIT_TEST_PLAN 33
+
 int main(void)
 {
     Suite *s = suite_create("crypto");
@@ -731,9 +735,5 @@ int main(void)
     tcase_add_test(pw, password_over_1024_bytes_is_toobig);
     suite_add_tcase(s, pw);
 
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ars_check_run(s, UNIT_TEST_PLAN);
 }

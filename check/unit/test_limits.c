@@ -2,6 +2,7 @@
  * reset day and hour, and what a refused client is told (status, error
  * type, message). */
 #include <check.h>
+#include "plan.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,6 +236,9 @@ START_TEST(ok_verdict_has_no_error_and_a_short_buffer_is_never_overrun)
 }
 END_TEST
 
+/* Test cases a full run makes (check/unit/plan.h). */
+#define UNIT_TEST_PLAN 11
+
 int main(void)
 {
     Suite *s = suite_create("limits");
@@ -251,9 +255,5 @@ int main(void)
     tcase_add_test(tc, budget_refusals_are_402_billing_errors_with_dollars_and_reset_time);
     tcase_add_test(tc, ok_verdict_has_no_error_and_a_short_buffer_is_never_overrun);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ars_check_run(s, UNIT_TEST_PLAN);
 }

@@ -1,6 +1,7 @@
 /* Migration runner: names, ordering, duplicates, what counts as applied,
  * and the embedded list itself. */
 #include <check.h>
+#include "plan.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,6 +91,9 @@ START_TEST(embedded_migrations_are_valid_and_start_with_the_schema)
 }
 END_TEST
 
+/* Test cases a full run makes (check/unit/plan.h). */
+#define UNIT_TEST_PLAN 7
+
 int main(void)
 {
     Suite *s = suite_create("migrate");
@@ -102,9 +106,5 @@ int main(void)
     tcase_add_test(tc, applied_set_decides_what_runs_again);
     tcase_add_test(tc, embedded_migrations_are_valid_and_start_with_the_schema);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ars_check_run(s, UNIT_TEST_PLAN);
 }

@@ -7,6 +7,7 @@
  * apostrophe); q() turns it back. Expected bodies are compared as parsed
  * JSON, so member order and spacing do not matter but every member does. */
 #include <check.h>
+#include "plan.h"
 #include <json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1030,6 +1031,9 @@ START_TEST(stream_chunk_that_does_not_fit_is_toobig_and_leaves_out_as_it_was)
 }
 END_TEST
 
+/* Test cases a full run makes (check/unit/plan.h). */
+#define UNIT_TEST_PLAN 103
+
 int main(void)
 {
     Suite *s = suite_create("openai");
@@ -1057,9 +1061,5 @@ int main(void)
     tcase_add_test(tc, ping_unknown_and_malformed_events_produce_nothing);
     tcase_add_test(tc, stream_chunk_that_does_not_fit_is_toobig_and_leaves_out_as_it_was);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ars_check_run(s, UNIT_TEST_PLAN);
 }

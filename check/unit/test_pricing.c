@@ -1,6 +1,7 @@
 /* Pricing table and request cost: the shipped conf/pricing.json, model
  * matching, exact integer cost, long-context and fast sets, bad files. */
 #include <check.h>
+#include "plan.h"
 #include <json.h>
 #include <limits.h>
 #include <stdio.h>
@@ -699,6 +700,9 @@ START_TEST(replaced_table_stays_readable_until_release_all)
 }
 END_TEST
 
+/* Test cases a full run makes (check/unit/plan.h). */
+#define UNIT_TEST_PLAN 28
+
 int main(void)
 {
     ars_log_setup(ARS_LOG_ERROR, ARS_LOG_LOGFMT);   /* unknown-model warnings only when captured */
@@ -733,9 +737,5 @@ int main(void)
     tcase_add_test(tc, blacklist_entry_blocks_the_model_its_dated_ids_and_aliases_in_any_case);
     tcase_add_test(tc, key_blacklist_uses_the_pricing_match);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ars_check_run(s, UNIT_TEST_PLAN);
 }

@@ -1,5 +1,6 @@
 /* Request parsing: params, headers, query, and the capped body reader. */
 #include <check.h>
+#include "plan.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +294,9 @@ START_TEST(url_decode_leaves_broken_escapes_alone)
 }
 END_TEST
 
+/* Test cases a full run makes (check/unit/plan.h). */
+#define UNIT_TEST_PLAN 20
+
 int main(void)
 {
     Suite *s = suite_create("request");
@@ -319,9 +323,5 @@ int main(void)
     tcase_add_test(tc, reports_read_error);
     tcase_add_test(tc, url_decode_leaves_broken_escapes_alone);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ars_check_run(s, UNIT_TEST_PLAN);
 }

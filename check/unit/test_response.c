@@ -1,5 +1,6 @@
 /* Response writers: head, error shapes, SSE framing, client-gone. */
 #include <check.h>
+#include "plan.h"
 #include <json.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,9 @@ START_TEST(second_head_is_refused)
 }
 END_TEST
 
+/* Test cases a full run makes (check/unit/plan.h). */
+#define UNIT_TEST_PLAN 9
+
 int main(void)
 {
     Suite *s = suite_create("response");
@@ -150,9 +154,5 @@ int main(void)
     tcase_add_test(tc, failed_write_marks_client_gone_and_stops_output);
     tcase_add_test(tc, second_head_is_refused);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ars_check_run(s, UNIT_TEST_PLAN);
 }

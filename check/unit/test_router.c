@@ -1,6 +1,7 @@
 /* Router matching, and the dispatcher end to end over in-memory I/O:
  * 404/405 shapes, 413 in the route's API shape, HEAD, test-only routes. */
 #include <check.h>
+#include "plan.h"
 #include <stdio.h>
 #include <json.h>
 #include <stdlib.h>
@@ -219,6 +220,9 @@ START_TEST(shape_for_unmatched_paths)
 }
 END_TEST
 
+/* Test cases a full run makes (check/unit/plan.h). */
+#define UNIT_TEST_PLAN 12
+
 int main(void)
 {
     Suite *s = suite_create("router");
@@ -237,9 +241,5 @@ int main(void)
     tcase_add_test(tc, every_response_carries_a_request_id);
     tcase_add_test(tc, shape_for_unmatched_paths);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ars_check_run(s, UNIT_TEST_PLAN);
 }

@@ -3,6 +3,7 @@
  * built from a stored record. The Redis side is in
  * check/redis/redis_scheduler_test.c. */
 #include <check.h>
+#include "plan.h"
 #include <json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,6 +228,9 @@ START_TEST(account_defaults_schedulable_with_priority_50)
 }
 END_TEST
 
+/* Test cases a full run makes (check/unit/plan.h). */
+#define UNIT_TEST_PLAN 13
+
 int main(void)
 {
     Suite *s = suite_create("scheduler");
@@ -246,9 +250,5 @@ int main(void)
     tcase_add_test(tc, unknown_account_type_is_refused_by_name);
     tcase_add_test(tc, account_defaults_schedulable_with_priority_50);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ars_check_run(s, UNIT_TEST_PLAN);
 }

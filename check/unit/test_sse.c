@@ -2,6 +2,7 @@
  * cut, line-end variants, comments, multi-line data, the event cap, exact
  * flush boundaries, and usage from streams and non-stream bodies. */
 #include <check.h>
+#include "plan.h"
 #include <json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -861,6 +862,8 @@ START_TEST(held_answer_without_usage_is_unreadable_not_zero)
     ck_assert_int_eq(ars_sse_usage_from_body(&u, "text/event-stream", NULL, 0), ARS_ERR_INVALID);
 }
 END_TEST
+/* Test cases a full run makes (check/unit/plan.h). */
+#define UNIT_TEST_PLAN 34
 
 int main(void)
 {
@@ -902,9 +905,5 @@ int main(void)
     tcase_add_test(tc, held_json_message_is_read_as_a_message);
     tcase_add_test(tc, held_answer_without_usage_is_unreadable_not_zero);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ars_check_run(s, UNIT_TEST_PLAN);
 }

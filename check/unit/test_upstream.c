@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "upstream.h"
+#include "plan.h"
 
 struct seen {
     size_t bytes;
@@ -72,6 +73,9 @@ START_TEST(refuses_other_schemes_before_connecting)
 }
 END_TEST
 
+/* Test cases a full run makes (check/unit/plan.h). */
+#define UNIT_TEST_PLAN 2
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_ALL);
@@ -80,10 +84,7 @@ int main(void)
     tcase_add_test(tc, refuses_file_urls_and_reads_nothing);
     tcase_add_test(tc, refuses_other_schemes_before_connecting);
     suite_add_tcase(s, tc);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
+    int rc = ars_check_run(s, UNIT_TEST_PLAN);
     curl_global_cleanup();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return rc;
 }

@@ -496,22 +496,38 @@ ars_start_relay() {
 
 # ars_stop_relay DIR: SIGTERM (the relay drains in-flight requests), wait
 # up to ARS_STOP_TIMEOUT (15) seconds, then SIGKILL and fail. Sets
-# ARS_RELAY_EXIT_STATUS when this shell started the relay.
+# ARS_RELAY_EXIT_STATUS when this shell started the relay (also when the
+# relay had already exited: a crash is reported, not taken for a stop),
+# and fails when the relay's worker processes (--processes) outlive it.
 ars_stop_relay() {
-    local dir pid waiter rc=0
+    local dir pid waiter kids k left="" rc=0 st
     [ $# -eq 1 ] || { _ars_err "usage: ars_stop_relay DIR"; return 2; }
     dir=$(_ars_abs "$1")
     ARS_RELAY_EXIT_STATUS=
-    if ! pid=$(ars_running "$dir/relay.pid"); then
-        rm -f "$dir/relay.pid" "$dir/relay.waiter"
+    waiter=$(cat "$dir/relay.waiter" 2>/dev/null || true)
+    if pid=$(ars_running "$dir/relay.pid"); then
+        kids=$(ps -o pid= --ppid "$pid" 2>/dev/null | tr -s '[:space:]' ' ')
+        _ars_stop_pid relay "$pid" TERM "$dir/relay.log" || rc=1
+        # Worker processes must be gone with their supervisor (they are
+        # reparented, not reaped, when it exits first).
+        for k in $kids; do
+            if ! _ars_wait_gone "$k" 2; then
+                left="$left $k"
+                kill -KILL "$k" 2>/dev/null || true
+            fi
+        done
+        if [ -n "$left" ]; then
+            _ars_err "relay (pid $pid) exited but left worker processes:$left (killed)"
+            rc=1
+        fi
+    elif [ -z "$waiter" ]; then
+        rm -f "$dir/relay.pid"
         _ars_msg "relay: not running"
         return 0
     fi
-    _ars_stop_pid relay "$pid" TERM "$dir/relay.log" || rc=1
-    waiter=$(cat "$dir/relay.waiter" 2>/dev/null || true)
     if [ -n "$waiter" ] && [ "$rc" = 0 ]; then
         # Only works if this shell is the waiter's parent; 127 = not our child.
-        local st=0
+        st=0
         wait "$waiter" 2>/dev/null || st=$?
         [ "$st" != 127 ] && ARS_RELAY_EXIT_STATUS=$st
     fi
@@ -671,7 +687,7 @@ ars_start_lighttpd() {
 # up to server.graceful-shutdown-timeout); lighttpd then sends SIGTERM to
 # the relay it spawned. Waits for both.
 ars_stop_lighttpd() {
-    local dir pid kids k rc=0
+    local dir pid kids k logsize rc=0
     [ $# -eq 1 ] || { _ars_err "usage: ars_stop_lighttpd DIR"; return 2; }
     dir=$(_ars_abs "$1")
     if ! pid=$(ars_running "$dir/lighttpd.pid"); then
@@ -680,12 +696,19 @@ ars_stop_lighttpd() {
         return 0
     fi
     kids=$(ps -o pid= --ppid "$pid" 2>/dev/null | tr -s '[:space:]' ' ')
+    logsize=$(stat -c %s "$dir/error.log" 2>/dev/null || echo 0)
     ARS_STOP_TIMEOUT=$(( ${ARS_STOP_TIMEOUT:-15} + 5 )) _ars_stop_pid lighttpd "$pid" INT "$dir/error.log" || rc=1
     for k in $kids; do
         if ! _ars_wait_gone "$k" "${ARS_STOP_TIMEOUT:-15}"; then
             _ars_stop_pid "relay (spawned by lighttpd)" "$k" TERM "$dir/relay.log" || rc=1
         fi
     done
+    # lighttpd reaps the relay it spawned: a non-zero exit or a signal
+    # other than its own SIGTERM shows up only in its log.
+    if tail -c "+$((logsize + 1))" "$dir/error.log" 2>/dev/null | grep -E 'child (exited|signal)' >&2; then
+        _ars_err "the relay spawned by lighttpd did not exit cleanly (lines above, $dir/error.log)"
+        rc=1
+    fi
     rm -f "$dir/lighttpd.pid"
     [ "$rc" = 0 ] && _ars_msg "lighttpd: stopped (and the relay it spawned)"
     return "$rc"
