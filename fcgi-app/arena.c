@@ -27,6 +27,12 @@ void ars_arena_init(struct ars_arena *a, size_t chunk_size)
     a->cleanups = NULL;
     a->chunk_size = chunk_size ? chunk_size : 16384;
     a->total = 0;
+    a->limit = 0;
+}
+
+void ars_arena_set_limit(struct ars_arena *a, size_t limit)
+{
+    a->limit = limit;
 }
 
 static struct ars_arena_chunk *chunk_new(size_t size)
@@ -42,7 +48,13 @@ static struct ars_arena_chunk *chunk_new(size_t size)
 
 void *ars_arena_alloc(struct ars_arena *a, size_t n)
 {
+    /* Past this, rounding up to 16 or adding the chunk header wraps and a
+     * huge request would get a tiny block. */
+    if (n > SIZE_MAX - 16 - sizeof(struct ars_arena_chunk))
+        return NULL;
     n = ALIGN16(n ? n : 1);
+    if (a->limit && (n > a->limit || a->total > a->limit - n))
+        return NULL;
     struct ars_arena_chunk *c = a->head;
     if (!c || c->size - c->used < n) {
         /* Big requests get a chunk of their own, linked behind the current
@@ -81,7 +93,7 @@ void *ars_arena_calloc(struct ars_arena *a, size_t n)
 
 char *ars_arena_strndup(struct ars_arena *a, const char *s, size_t n)
 {
-    if (n == SIZE_MAX)
+    if (!s || n == SIZE_MAX)
         return NULL;
     char *p = ars_arena_alloc(a, n + 1);
     if (!p)
@@ -93,7 +105,7 @@ char *ars_arena_strndup(struct ars_arena *a, const char *s, size_t n)
 
 char *ars_arena_strdup(struct ars_arena *a, const char *s)
 {
-    return ars_arena_strndup(a, s, strlen(s));
+    return s ? ars_arena_strndup(a, s, strlen(s)) : NULL;
 }
 
 char *ars_arena_printf(struct ars_arena *a, const char *fmt, ...)

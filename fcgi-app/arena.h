@@ -14,6 +14,7 @@ struct ars_arena {
     struct ars_arena_cleanup *cleanups;
     size_t chunk_size;
     size_t total;                      /* bytes handed out, for metrics */
+    size_t limit;                      /* 0: none; see ars_arena_set_limit */
 };
 
 void ars_arena_init(struct ars_arena *a, size_t chunk_size);
@@ -21,9 +22,17 @@ void ars_arena_init(struct ars_arena *a, size_t chunk_size);
 void ars_arena_reset(struct ars_arena *a);
 void ars_arena_deinit(struct ars_arena *a);
 
-/* NULL on allocation failure. Memory is 16-byte aligned. */
+/* Caps the bytes handed out since the last reset (0: no cap; the cap stays
+ * across resets); past it an allocation is NULL. Tests use it to make
+ * allocations fail on purpose. */
+void ars_arena_set_limit(struct ars_arena *a, size_t limit);
+
+/* NULL on allocation failure, and for a size so large that its rounding
+ * would wrap. Memory is 16-byte aligned. Callers check the result before
+ * it reaches a string function (strlen, strpbrk, "%s"). */
 void *ars_arena_alloc(struct ars_arena *a, size_t n);
 void *ars_arena_calloc(struct ars_arena *a, size_t n);
+/* NULL when s is NULL, so a failed allocation passed in stays a failure. */
 char *ars_arena_strndup(struct ars_arena *a, const char *s, size_t n);
 char *ars_arena_strdup(struct ars_arena *a, const char *s);
 /* Formats into arena memory; NULL on failure. */

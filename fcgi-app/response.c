@@ -72,6 +72,10 @@ enum ars_err ars_resp_header(struct ars_request *req, const char *name, const ch
 {
     if (req->head_sent)
         return ARS_ERR_INVALID;
+    /* A NULL is an arena allocation that failed in the caller
+     * (ars_arena_printf/strdup): refuse it here, before strpbrk. */
+    if (!name || !value)
+        return ARS_ERR_NOMEM;
     if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
         return ARS_ERR_INVALID;
     if (req->nresp_headers == sizeof(req->resp_headers) / sizeof(req->resp_headers[0]))
@@ -181,6 +185,8 @@ static const char *openai_code(int status)
 enum ars_err ars_error_body(struct ars_buf *out, enum ars_error_shape shape, int status,
                             const char *type, const char *message)
 {
+    if (!message)   /* a message built in the arena whose allocation failed */
+        message = ars_status_reason(status);
     size_t mlen = strlen(message);
     enum ars_err err;
     switch (shape) {

@@ -15,7 +15,8 @@ struct json_object;
 const char *ars_status_reason(int status);
 
 /* Adds a response header before the head is sent. Values containing CR or
- * LF are refused (they would split the response). */
+ * LF are refused (they would split the response); a NULL name or value (a
+ * failed arena allocation) is ARS_ERR_NOMEM and adds nothing. */
 enum ars_err ars_resp_header(struct ars_request *req, const char *name, const char *value);
 /* Sends "Status:", Content-Type, the added headers and the blank line. */
 enum ars_err ars_resp_head(struct ars_request *req, int status, const char *content_type);

@@ -22,10 +22,9 @@
 #include <string.h>
 
 #include "openai.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 
 static struct json_object *strict_parse(const char *s, size_t n)
 {

@@ -15,10 +15,9 @@
 #include <string.h>
 
 #include "sse.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 
 /* Every event of one run, concatenated: name NUL data-length data. */
 struct trace {

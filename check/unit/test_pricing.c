@@ -651,6 +651,21 @@ START_TEST(misspelt_field_and_bad_model_settings_are_rejected_by_name)
 }
 END_TEST
 
+/* Found by check/fuzz/fuzz_pricing: a field name with an escaped newline
+ * split the error message (and so the log line) in two. */
+START_TEST(error_naming_a_field_with_control_characters_stays_one_line)
+{
+    const char *n[] = { "model \"claude-x\"", "long_context.thres?old_tokens", "unknown field", NULL };
+    assert_rejected("{" DEFAULT_SET ",\"models\":{\"claude-x\":{\"display_name\":\"X\","
+                    RATES("1", "5", "1.25", "2", "0.1") ",\"long_context\":{\"thres\\nold_tokens\":1,"
+                    RATES("2", "10", "2.5", "4", "0.2") "}}}}", n);
+    ck_assert_ptr_null(strchr(err, '\n'));
+    const char *n2[] = { "unknown top-level field", "\"a?b\"", NULL };
+    assert_rejected("{" DEFAULT_SET ",\"a\\u0001b\":1}", n2);
+    ck_assert_ptr_null(strchr(err, '\x01'));
+}
+END_TEST
+
 START_TEST(malformed_files_are_rejected_with_a_reason)
 {
     const char *n[] = { "test.json", "invalid JSON", NULL };
@@ -730,6 +745,7 @@ int main(void)
     tcase_add_test(tc, absurd_rate_is_rejected_naming_model_and_field);
     tcase_add_test(tc, missing_or_non_numeric_rate_is_rejected_naming_model_and_field);
     tcase_add_test(tc, misspelt_field_and_bad_model_settings_are_rejected_by_name);
+    tcase_add_test(tc, error_naming_a_field_with_control_characters_stays_one_line);
     tcase_add_test(tc, malformed_files_are_rejected_with_a_reason);
     tcase_add_test(tc, missing_file_is_an_error_naming_the_path);
     tcase_add_test(tc, replaced_table_stays_readable_until_release_all);

@@ -29,6 +29,11 @@ static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(errbuf, errlen, fmt, ap);
     va_end(ap);
+    /* Field names come from the file and JSON escapes let them hold any
+     * byte: the message stays one line (found by check/fuzz/fuzz_pricing). */
+    for (char *c = errbuf; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
 }
 
 /* ---- exact decimals ------------------------------------------------------ */

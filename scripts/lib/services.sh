@@ -42,7 +42,8 @@ ARS_RELAY_EXIT_STATUS=
 ARS_DEPS="jq libfcgi-dev libfcgi-bin libcurl4-openssl-dev libhiredis-dev libpq-dev
 libjson-c-dev libssl-dev check pkg-config autoconf automake libtool make gcc
 lighttpd nginx redis-server postgresql spawn-fcgi wrk curl ca-certificates
-procps iproute2"
+procps iproute2
+clang libclang-rt-14-dev"   # the fuzz targets (check/fuzz, run by make check)
 
 # ---------------------------------------------------------------- helpers
 
