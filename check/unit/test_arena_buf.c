@@ -324,7 +324,7 @@ START_TEST(log_overlong_line_is_cut_marked_and_still_valid_json)
 END_TEST
 
 /* Test cases a full run makes (check/unit/plan.h). */
-#define UNIT_TEST_PLAN 7
+#define UNIT_TEST_PLAN 16
 
 int main(void)
 {

@@ -716,7 +716,7 @@ START_TEST(replaced_table_stays_readable_until_release_all)
 END_TEST
 
 /* Test cases a full run makes (check/unit/plan.h). */
-#define UNIT_TEST_PLAN 28
+#define UNIT_TEST_PLAN 29
 
 int main(void)
 {

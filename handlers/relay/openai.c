@@ -1339,8 +1339,9 @@ enum ars_err ars_openai_to_claude(const char *body, size_t len, const struct ars
     }
     /* json-c keeps the last of a repeated member; the upstream of an
      * OpenAI client might keep the first. One reading only: refuse it. */
-    if (ars_body_check_members(body, len, errbuf, errlen) != ARS_OK) {
-        err = ARS_ERR_INVALID;
+    char members_why[256];
+    if (ars_body_check_members(body, len, members_why, sizeof(members_why)) != ARS_OK) {
+        err = fail(c, "body: %s", members_why);   /* every message reads "FIELD: what is wrong" */
         goto out;
     }
     err = convert(c, req, out, meta);
