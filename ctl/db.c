@@ -137,8 +137,8 @@ static int db_status(struct ctl *c)
     char err[512];
     long long queued = -1, dead = -1;
     int redis_up = ars_outbox_length(c->redis, c->cfg, &queued) == ARS_OK;
-    if (redis_up)
-        ars_outbox_dead_length(c->redis, c->cfg, &dead);
+    if (redis_up && ars_outbox_dead_length(c->redis, c->cfg, &dead) != ARS_OK)
+        dead = -1;
     printf("redis:      %s (%s:%lld db %lld)\n", redis_up ? "up" : "DOWN", c->cfg->redis_host, c->cfg->redis_port,
            c->cfg->redis_db);
     if (!redis_up)
@@ -170,8 +170,8 @@ static int db_status(struct ctl *c)
     printf("%-16s %10s %10s\n", "records", "redis", "postgres");
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         long long in_redis = -1, in_pg = -1;
-        if (redis_up)
-            ars_rec_redis_count(c->redis, c->cfg, all[i], &in_redis);
+        if (redis_up && ars_rec_redis_count(c->redis, c->cfg, all[i], &in_redis) != ARS_OK)
+            in_redis = -1;
         if (pg_up && ars_rec_pg_count(pg, c->cfg, all[i], &in_pg, err, sizeof(err)))
             in_pg = -1;
         char a[24], b[24];

@@ -20,10 +20,6 @@
 
 #include "err.h"
 
-#ifndef ARS_MUST_USE
-#define ARS_MUST_USE __attribute__((warn_unused_result))
-#endif
-
 struct ars_buf {
     char *data;      /* NULL until the first append */
     size_t len;
@@ -49,6 +45,6 @@ ARS_MUST_USE enum ars_err ars_buf_add_json_str(struct ars_buf *b, const char *s,
 ARS_MUST_USE enum ars_err ars_buf_reserve(struct ars_buf *b, size_t n, char **out);
 /* Adds n of the bytes written after the last reserve. ARS_ERR_INVALID, and
  * nothing added, when n is more than was reserved. */
-enum ars_err ars_buf_commit(struct ars_buf *b, size_t n);
+ARS_MUST_USE enum ars_err ars_buf_commit(struct ars_buf *b, size_t n);
 
 #endif

@@ -99,7 +99,7 @@ struct ars_config {
  * when file_required), then `env` (NULL-terminated "KEY=VALUE" array, e.g.
  * environ). On failure *out is NULL and errbuf holds one line naming the
  * variable and what to do about it. */
-enum ars_err ars_config_load(const char *file, int file_required, char *const *env,
+ARS_MUST_USE enum ars_err ars_config_load(const char *file, int file_required, char *const *env,
                              struct ars_config **out, char *errbuf, size_t errlen);
 void ars_config_free(struct ars_config *cfg);
 

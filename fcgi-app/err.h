@@ -18,4 +18,16 @@ enum ars_err {
 
 const char *ars_err_str(enum ars_err err);
 
+/* Every function that returns enum ars_err is declared with this: a caller
+ * that drops the result drops a failure (a lease not released, half a
+ * string sent). GCC does not take a (void) cast as a use: a result that
+ * truly does not matter goes through ars_ignore(), next to a comment that
+ * says why. */
+#define ARS_MUST_USE __attribute__((warn_unused_result))
+
+static inline void ars_ignore(enum ars_err err)
+{
+    (void)err;
+}
+
 #endif

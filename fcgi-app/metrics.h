@@ -23,6 +23,6 @@ void ars_metrics_worker_busy(int delta);
 void ars_metrics_usage_unreadable(void);
 
 /* Prometheus text exposition. */
-enum ars_err ars_metrics_render(struct ars_buf *out);
+ARS_MUST_USE enum ars_err ars_metrics_render(struct ars_buf *out);
 
 #endif

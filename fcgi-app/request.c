@@ -252,7 +252,8 @@ enum ars_err ars_request_read_body(struct ars_request *req)
             return ARS_ERR_IO;
         if (r == 0)
             return want ? ARS_ERR_IO : ARS_OK;   /* short body when a length was promised */
-        ars_buf_commit(b, (size_t)r);
+        if ((err = ars_buf_commit(b, (size_t)r)) != ARS_OK)
+            return err;
     }
 }
 

@@ -91,13 +91,13 @@ struct ars_request {
  * path or query (414), a header value or the number of headers (431) is
  * over its cap. On failure req->parse_status / parse_error say what to
  * answer. */
-enum ars_err ars_request_parse(struct ars_request *req, char *const *envp);
+ARS_MUST_USE enum ars_err ars_request_parse(struct ars_request *req, char *const *envp);
 
 /* Reads the body into req->body (cap = the buffer's cap). Checks
  * CONTENT_LENGTH against the cap before reading anything; reads to end of
  * stream when CONTENT_LENGTH is absent. ARS_ERR_TOOBIG over the cap,
  * ARS_ERR_IO when the body ends early or the read fails. */
-enum ars_err ars_request_read_body(struct ars_request *req);
+ARS_MUST_USE enum ars_err ars_request_read_body(struct ars_request *req);
 
 /* Header by lower-case name, or NULL. */
 const char *ars_request_header(const struct ars_request *req, const char *name);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "log.h"
 
 const char *ars_status_reason(int status)
 {
@@ -86,6 +87,18 @@ enum ars_err ars_resp_header(struct ars_request *req, const char *name, const ch
     return ARS_OK;
 }
 
+void ars_resp_header_optional(struct ars_request *req, const char *name, const char *value)
+{
+    enum ars_err err = ars_resp_header(req, name, value);
+    if (err) {
+        struct ars_logline l;
+        ars_log_begin(&l, ARS_LOG_WARN, req->id, "response_header_dropped");
+        ars_log_str(&l, "header", name ? name : "-");
+        ars_log_str(&l, "error", ars_err_str(err));
+        ars_log_end(&l);
+    }
+}
+
 enum ars_err ars_resp_head(struct ars_request *req, int status, const char *content_type)
 {
     if (req->head_sent)
@@ -119,26 +132,22 @@ enum ars_err ars_resp_write(struct ars_request *req, const char *data, size_t n)
     return out_write(req, data, n);
 }
 
-enum ars_err ars_resp_send(struct ars_request *req, int status, const char *content_type,
-                           const char *body, size_t n)
+void ars_resp_send(struct ars_request *req, int status, const char *content_type, const char *body, size_t n)
 {
     char len[32];
     snprintf(len, sizeof(len), "%zu", n);
-    enum ars_err err = ars_resp_header(req, "Content-Length", ars_arena_strdup(req->arena, len));
-    if (!err)
-        err = ars_resp_head(req, status, content_type);
-    if (!err)
-        err = out_write(req, body, n);
-    return err;
+    /* A failure leaves its trace in req (head_sent, client_gone): see response.h. */
+    if (ars_resp_header(req, "Content-Length", ars_arena_strdup(req->arena, len)) == ARS_OK &&
+        ars_resp_head(req, status, content_type) == ARS_OK)
+        ars_ignore(out_write(req, body, n));   /* a failed write marked the client gone */
 }
 
-enum ars_err ars_resp_json(struct ars_request *req, int status, struct json_object *obj)
+void ars_resp_json(struct ars_request *req, int status, struct json_object *obj)
 {
     size_t n;
     const char *s = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN, &n);
-    if (!s)
-        return ARS_ERR_NOMEM;
-    return ars_resp_send(req, status, "application/json", s, n);
+    if (s)
+        ars_resp_send(req, status, "application/json", s, n);
 }
 
 static const char *anthropic_type(int status)
@@ -214,15 +223,13 @@ enum ars_err ars_error_body(struct ars_buf *out, enum ars_error_shape shape, int
     return err;
 }
 
-enum ars_err ars_resp_error(struct ars_request *req, int status, const char *type, const char *message)
+void ars_resp_error(struct ars_request *req, int status, const char *type, const char *message)
 {
     struct ars_buf body;
     ars_buf_init(&body, 65536);
-    enum ars_err err = ars_error_body(&body, req->shape, status, type, message);
-    if (!err)
-        err = ars_resp_send(req, status, "application/json", body.data, body.len);
+    if (ars_error_body(&body, req->shape, status, type, message) == ARS_OK)
+        ars_resp_send(req, status, "application/json", body.data, body.len);
     ars_buf_deinit(&body);
-    return err;
 }
 
 enum ars_err ars_sse_start(struct ars_request *req, int status)

@@ -101,13 +101,13 @@ static void access_log(const struct ars_request *req, const char *route, long lo
 
 static void handle_cors_preflight(struct ars_request *req)
 {
-    ars_resp_header(req, "Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS");
-    ars_resp_header(req, "Access-Control-Allow-Headers",
+    ars_resp_header_optional(req, "Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS");
+    ars_resp_header_optional(req, "Access-Control-Allow-Headers",
                     "authorization, content-type, x-api-key, anthropic-version, anthropic-beta, "
                     "anthropic-dangerous-direct-browser-access, x-stainless-os, x-stainless-lang, "
                     "x-stainless-package-version, x-stainless-runtime, x-stainless-runtime-version, "
                     "x-stainless-arch, x-stainless-retry-count, x-stainless-timeout");
-    ars_resp_header(req, "Access-Control-Max-Age", "86400");
+    ars_resp_header_optional(req, "Access-Control-Max-Age", "86400");
     ars_resp_send(req, 204, NULL, "", 0);
 }
 
@@ -155,9 +155,17 @@ static int take_relay_slot(struct ars_worker *w, const struct ars_config *cfg)
  * know 503. */
 static void refuse_overloaded(struct ars_request *req)
 {
-    ars_resp_header(req, "retry-after", "1");
+    ars_resp_header_optional(req, "retry-after", "1");
     ars_resp_error(req, req->shape == ARS_SHAPE_OPENAI ? 503 : 529, "overloaded_error",
                    "the relay is at capacity: all of its workers for relay requests are busy; retry shortly");
+}
+
+/* The answer when not even an error response can be allocated. */
+static void send_static_error(struct ars_io io)
+{
+    static const char oom[] = "Status: 503 Service Unavailable\r\nContent-Type: application/json\r\n\r\n"
+                              "{\"error\":{\"type\":\"api_error\",\"message\":\"out of memory\"}}";
+    io.write(io.ctx, oom, sizeof(oom) - 1);
 }
 
 struct ars_request *ars_worker_handle(struct ars_worker *w, const struct ars_server *srv,
@@ -165,9 +173,7 @@ struct ars_request *ars_worker_handle(struct ars_worker *w, const struct ars_ser
 {
     struct ars_request *req = ars_arena_calloc(&w->arena, sizeof(*req));
     if (!req) {
-        static const char oom[] = "Status: 503 Service Unavailable\r\nContent-Type: application/json\r\n\r\n"
-                                  "{\"error\":{\"type\":\"api_error\",\"message\":\"out of memory\"}}";
-        io.write(io.ctx, oom, sizeof(oom) - 1);
+        send_static_error(io);
         return NULL;
     }
     const struct ars_config *cfg = ars_config_current();
@@ -242,10 +248,14 @@ struct ars_request *ars_worker_handle(struct ars_worker *w, const struct ars_ser
         }
     }
     req->route->handler(req);
-    if (!req->head_sent)
+    if (!req->head_sent && !req->client_gone)
         ars_resp_error(req, 500, NULL, "the handler sent no response");
 
-done:;
+done:
+    if (!req->head_sent && !req->client_gone) {
+        send_static_error(io);   /* even the error could not be built (out of memory) */
+        req->status = 503;
+    }
     long long us = elapsed_us(&req->started);
     if (req->client_gone && !req->status)
         req->status = 499;

@@ -72,7 +72,7 @@ void ars_handle_health(struct ars_request *req)
     json_object_object_add(components, "postgres",
         component(pg_status, pg_ms >= 0 && pg_err[0] == '\0' ? pg_ms : -1));
     json_object_object_add(root, "components", components);
-    ars_resp_header(req, "Cache-Control", "no-store");
+    ars_resp_header_optional(req, "Cache-Control", "no-store");
     ars_resp_json(req, redis_err ? 503 : 200, root);
     json_object_put(root);
 }

@@ -17,23 +17,23 @@ struct ars_config;
  * base_url, model_mapping, proxy, credentials (object: access_token,
  * refresh_token, expires_at, scopes for OAuth; api_key for console).
  * *rec is the stored record with secrets still encrypted. */
-enum ars_err ars_accounts_create(struct ars_redis *r, const struct ars_config *cfg, json_object *params,
+ARS_MUST_USE enum ars_err ars_accounts_create(struct ars_redis *r, const struct ars_config *cfg, json_object *params,
                                  json_object **rec, char *errbuf, size_t errlen);
-enum ars_err ars_accounts_update(struct ars_redis *r, const struct ars_config *cfg, const char *id,
+ARS_MUST_USE enum ars_err ars_accounts_update(struct ars_redis *r, const struct ars_config *cfg, const char *id,
                                  json_object *changes, json_object **rec, char *errbuf, size_t errlen);
-enum ars_err ars_accounts_get(struct ars_redis *r, const struct ars_config *cfg, const char *id,
+ARS_MUST_USE enum ars_err ars_accounts_get(struct ars_redis *r, const struct ars_config *cfg, const char *id,
                               json_object **rec, char *errbuf, size_t errlen);
 /* All accounts (Redis), deleted ones excluded unless include_deleted. */
-enum ars_err ars_accounts_list(struct ars_redis *r, const struct ars_config *cfg, int include_deleted,
+ARS_MUST_USE enum ars_err ars_accounts_list(struct ars_redis *r, const struct ars_config *cfg, int include_deleted,
                                json_object **items, char *errbuf, size_t errlen);
 /* Decrypted credentials object of a record (put it). */
-enum ars_err ars_accounts_credentials(const struct ars_config *cfg, json_object *rec, json_object **creds,
+ARS_MUST_USE enum ars_err ars_accounts_credentials(const struct ars_config *cfg, json_object *rec, json_object **creds,
                                       char *errbuf, size_t errlen);
 /* Decrypted proxy URL ("" when none; free it). */
-enum ars_err ars_accounts_proxy(const struct ars_config *cfg, json_object *rec, char **proxy,
+ARS_MUST_USE enum ars_err ars_accounts_proxy(const struct ars_config *cfg, json_object *rec, char **proxy,
                                 char *errbuf, size_t errlen);
 
-enum ars_err ars_groups_create(struct ars_redis *r, const struct ars_config *cfg, const char *name,
+ARS_MUST_USE enum ars_err ars_groups_create(struct ars_redis *r, const struct ars_config *cfg, const char *name,
                                const char *description, json_object **rec, char *errbuf, size_t errlen);
 
 #endif

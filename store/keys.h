@@ -63,11 +63,11 @@ int ars_key_model_blocked(const struct ars_key *k, const char *model);
  * lookup that had to ask PostgreSQL may also load every key into Redis
  * (once per Redis data loss, one process at a time). The
  * returned key holds a reference (ars_key_release). */
-enum ars_err ars_keys_lookup(struct ars_redis *r, const struct ars_config *cfg, const char *key_hash,
+ARS_MUST_USE enum ars_err ars_keys_lookup(struct ars_redis *r, const struct ars_config *cfg, const char *key_hash,
                              struct ars_key **out);
 /* First use of an activation-mode key: sets activated_at and expires_at
  * once (the first process wins; others get the stored values). */
-enum ars_err ars_keys_activate(struct ars_redis *r, const struct ars_config *cfg, const struct ars_key *k,
+ARS_MUST_USE enum ars_err ars_keys_activate(struct ars_redis *r, const struct ars_config *cfg, const struct ars_key *k,
                                const char *key_hash, long long now_ms, long long *expires_at_ms);
 /* Drops this process's cached copy (after a local write). */
 void ars_keys_cache_forget(const char *key_hash);
@@ -77,21 +77,21 @@ void ars_keys_cache_forget(const char *key_hash);
 /* Creates a key from params (name required; every limit optional). On
  * success *rec is the stored record and plaintext the key, shown once.
  * ARS_ERR_INVALID with errbuf naming the field when params are wrong. */
-enum ars_err ars_keys_create(struct ars_redis *r, const struct ars_config *cfg, json_object *params,
+ARS_MUST_USE enum ars_err ars_keys_create(struct ars_redis *r, const struct ars_config *cfg, json_object *params,
                              json_object **rec, char plaintext[ARS_API_KEY_LEN + 1],
                              char *errbuf, size_t errlen);
 /* Changes the editable fields present in changes. */
-enum ars_err ars_keys_update(struct ars_redis *r, const struct ars_config *cfg, const char *id,
+ARS_MUST_USE enum ars_err ars_keys_update(struct ars_redis *r, const struct ars_config *cfg, const char *id,
                              json_object *changes, json_object **rec, char *errbuf, size_t errlen);
-enum ars_err ars_keys_get(struct ars_redis *r, const struct ars_config *cfg, const char *id,
+ARS_MUST_USE enum ars_err ars_keys_get(struct ars_redis *r, const struct ars_config *cfg, const char *id,
                           json_object **rec, char *errbuf, size_t errlen);
 /* Soft delete (disabled, marked deleted, restorable), restore, and purge
  * (only a soft-deleted key; removes it from both stores). */
-enum ars_err ars_keys_delete(struct ars_redis *r, const struct ars_config *cfg, const char *id,
+ARS_MUST_USE enum ars_err ars_keys_delete(struct ars_redis *r, const struct ars_config *cfg, const char *id,
                              const char *by, char *errbuf, size_t errlen);
-enum ars_err ars_keys_restore(struct ars_redis *r, const struct ars_config *cfg, const char *id,
+ARS_MUST_USE enum ars_err ars_keys_restore(struct ars_redis *r, const struct ars_config *cfg, const char *id,
                               char *errbuf, size_t errlen);
-enum ars_err ars_keys_purge(struct ars_redis *r, const struct ars_config *cfg, const char *id,
+ARS_MUST_USE enum ars_err ars_keys_purge(struct ars_redis *r, const struct ars_config *cfg, const char *id,
                             char *errbuf, size_t errlen);
 
 struct ars_key_filter {
@@ -103,10 +103,10 @@ struct ars_key_filter {
 };
 
 /* {"items":[...],"total":N,"page":P,"page_size":S,"source":"postgres"|"redis"} */
-enum ars_err ars_keys_list(struct ars_redis *r, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_keys_list(struct ars_redis *r, const struct ars_config *cfg,
                            const struct ars_key_filter *f, json_object **out, char *errbuf, size_t errlen);
 /* {"tags":[...]} over live keys. */
-enum ars_err ars_keys_tags(struct ars_redis *r, const struct ars_config *cfg, json_object **out,
+ARS_MUST_USE enum ars_err ars_keys_tags(struct ars_redis *r, const struct ars_config *cfg, json_object **out,
                            char *errbuf, size_t errlen);
 
 /* Builds the runtime view of a record (tests, cache fill). */

@@ -24,7 +24,7 @@ long ars_migration_version(const char *name);
 /* Orders the given migrations by version and checks them: names well
  * formed, versions unique. Fills order[] with indexes into list.
  * ARS_ERR_INVALID with a message otherwise. Pure: no I/O. */
-enum ars_err ars_migrations_plan(const struct ars_migration *list, size_t n, size_t *order,
+ARS_MUST_USE enum ars_err ars_migrations_plan(const struct ars_migration *list, size_t n, size_t *order,
                                  char *errbuf, size_t errlen);
 
 /* Whether version v is in the sorted applied[] array. */
@@ -39,12 +39,12 @@ struct ars_migrate_report {
 };
 
 /* Applies every pending embedded migration to the configured database. */
-enum ars_err ars_migrate_apply(const struct ars_config *cfg, struct ars_migrate_report *rep,
+ARS_MUST_USE enum ars_err ars_migrate_apply(const struct ars_config *cfg, struct ars_migrate_report *rep,
                                void (*progress)(const char *name, void *arg), void *arg,
                                char *errbuf, size_t errlen);
 
 /* Lists applied migrations (name and applied_at text) through cb. */
-enum ars_err ars_migrate_status(const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_migrate_status(const struct ars_config *cfg,
                                 void (*cb)(const char *name, const char *applied_at, void *arg),
                                 void *arg, char *errbuf, size_t errlen);
 

@@ -16,11 +16,11 @@
 struct ars_redis;
 struct ars_config;
 
-enum ars_err ars_outbox_length(struct ars_redis *r, const struct ars_config *cfg, long long *n);
-enum ars_err ars_outbox_dead_length(struct ars_redis *r, const struct ars_config *cfg, long long *n);
+ARS_MUST_USE enum ars_err ars_outbox_length(struct ars_redis *r, const struct ars_config *cfg, long long *n);
+ARS_MUST_USE enum ars_err ars_outbox_dead_length(struct ars_redis *r, const struct ars_config *cfg, long long *n);
 
 /* Appends an entry (dead: straight to the dead list). rec may be NULL for deletes. */
-enum ars_err ars_outbox_push(struct ars_redis *r, const struct ars_config *cfg, const char *entity,
+ARS_MUST_USE enum ars_err ars_outbox_push(struct ars_redis *r, const struct ars_config *cfg, const char *entity,
                              const char *op, const char *id, long long version, json_object *rec, int dead);
 
 struct ars_outbox_result {
@@ -32,7 +32,7 @@ struct ars_outbox_result {
 
 /* Replays the queue in order until it is empty or PostgreSQL fails.
  * One drainer at a time across processes and hosts (a Redis lock). */
-enum ars_err ars_outbox_drain(struct ars_redis *r, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_outbox_drain(struct ars_redis *r, const struct ars_config *cfg,
                               struct ars_outbox_result *res, char *errbuf, size_t errlen);
 
 /* Background thread for ai-relay: drains every second while PostgreSQL

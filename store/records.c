@@ -723,7 +723,9 @@ static void mirror(struct ars_redis *r, const struct ars_config *cfg, const stru
             /* PostgreSQL rejected the data itself: retrying cannot help. */
             log_mirror(ARS_LOG_ERROR, e, id, "PostgreSQL rejected the record; kept in the outbox dead list",
                        err_text);
-            ars_outbox_push(r, cfg, e->name, op, id, version, rec, 1);
+            if (ars_outbox_push(r, cfg, e->name, op, id, version, rec, 1) != ARS_OK)
+                log_mirror(ARS_LOG_ERROR, e, id, "the record could not be kept in the outbox dead list either: "
+                           "PostgreSQL lacks this write until the record is written again", err_text);
             return;
         }
     }

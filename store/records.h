@@ -63,23 +63,23 @@ int ars_rec_same_master(const struct ars_entity *e, json_object *a, json_object 
  * indexes the id, and returns the whole record after the write in *out
  * (json_object_put it). With `create`, fails ARS_ERR_INVALID if the
  * record exists. */
-enum ars_err ars_rec_redis_write(struct ars_redis *r, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_rec_redis_write(struct ars_redis *r, const struct ars_config *cfg,
                                  const struct ars_entity *e, const char *id, json_object *changes,
                                  int create, json_object **out);
 /* Writes a whole record at a given version (back-fill from PostgreSQL,
  * migrations into Redis); keeps the newer one if Redis has it. */
-enum ars_err ars_rec_redis_restore(struct ars_redis *r, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_rec_redis_restore(struct ars_redis *r, const struct ars_config *cfg,
                                    const struct ars_entity *e, json_object *rec);
 /* ARS_ERR_NOTFOUND when absent. */
-enum ars_err ars_rec_redis_get(struct ars_redis *r, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_rec_redis_get(struct ars_redis *r, const struct ars_config *cfg,
                                const struct ars_entity *e, const char *id, json_object **out);
 /* Deletes the record and its index entry; returns the version it had. */
-enum ars_err ars_rec_redis_delete(struct ars_redis *r, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_rec_redis_delete(struct ars_redis *r, const struct ars_config *cfg,
                                   const struct ars_entity *e, const char *id, long long *version);
 /* Ids in creation order (newest first), at most `limit` (0 = all). */
-enum ars_err ars_rec_redis_ids(struct ars_redis *r, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_rec_redis_ids(struct ars_redis *r, const struct ars_config *cfg,
                                const struct ars_entity *e, size_t limit, json_object **ids);
-enum ars_err ars_rec_redis_count(struct ars_redis *r, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_rec_redis_count(struct ars_redis *r, const struct ars_config *cfg,
                                  const struct ars_entity *e, long long *count);
 
 /* Decodes a Redis HGETALL-style reply (field/value pairs) into a record. */
@@ -97,24 +97,24 @@ void ars_string_list_free(char **list);
 
 /* Upsert guarded by version; *applied is 1 when the row changed, 0 when
  * PostgreSQL already had this version or a newer one. */
-enum ars_err ars_rec_pg_upsert(struct ars_pg_conn *c, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_rec_pg_upsert(struct ars_pg_conn *c, const struct ars_config *cfg,
                                const struct ars_entity *e, json_object *rec, int *applied,
                                char *errbuf, size_t errlen);
-enum ars_err ars_rec_pg_delete(struct ars_pg_conn *c, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_rec_pg_delete(struct ars_pg_conn *c, const struct ars_config *cfg,
                                const struct ars_entity *e, const char *id,
                                char *errbuf, size_t errlen);
-enum ars_err ars_rec_pg_get(struct ars_pg_conn *c, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_rec_pg_get(struct ars_pg_conn *c, const struct ars_config *cfg,
                             const struct ars_entity *e, const char *field, const char *value,
                             json_object **out, char *errbuf, size_t errlen);
 
 /* A filtered, paged list. where is SQL over the entity's columns with $1..
  * placeholders for params (built by the repository from fixed text, never
  * from input); NULL for none. Returns {"items":[...],"total":N}. */
-enum ars_err ars_rec_pg_list(struct ars_pg_conn *c, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_rec_pg_list(struct ars_pg_conn *c, const struct ars_config *cfg,
                              const struct ars_entity *e, const char *where, int nparams,
                              const char *const *params, long long limit, long long offset,
                              json_object **out, char *errbuf, size_t errlen);
-enum ars_err ars_rec_pg_count(struct ars_pg_conn *c, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_rec_pg_count(struct ars_pg_conn *c, const struct ars_config *cfg,
                               const struct ars_entity *e, long long *count,
                               char *errbuf, size_t errlen);
 

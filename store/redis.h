@@ -22,7 +22,7 @@ void ars_redis_free(struct ars_redis *r);
  * a REDIS_REPLY_ERROR reply is a command error, not a connection error);
  * ARS_ERR_UNAVAILABLE when Redis cannot be reached or the connection
  * broke, with the reason in ars_redis_error(). */
-enum ars_err ars_redis_cmd(struct ars_redis *r, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_redis_cmd(struct ars_redis *r, const struct ars_config *cfg,
                            struct redisReply **reply, int argc, const char **argv,
                            const size_t *lens);
 
@@ -36,7 +36,7 @@ enum ars_err ars_redis_cmd(struct ars_redis *r, const struct ars_config *cfg,
  * anywhere on the way: some of the commands may then have run (Redis
  * applies a pipeline command by command), every slot of replies is NULL
  * and the context is dropped. */
-enum ars_err ars_redis_pipeline(struct ars_redis *r, const struct ars_config *cfg, int ncmds,
+ARS_MUST_USE enum ars_err ars_redis_pipeline(struct ars_redis *r, const struct ars_config *cfg, int ncmds,
                                 const int *argcs, const char *const *const *argvs,
                                 const size_t *const *lens, struct redisReply **replies);
 
@@ -51,12 +51,12 @@ struct ars_redis_script {
 #define ARS_REDIS_SCRIPT(source) { (source), "", 0 }
 
 /* keys and args as strings with lengths (lens NULL: strlen). */
-enum ars_err ars_redis_eval(struct ars_redis *r, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_redis_eval(struct ars_redis *r, const struct ars_config *cfg,
                             struct ars_redis_script *script, struct redisReply **reply,
                             int nkeys, int nargs, const char **keys_and_args, const size_t *lens);
 
 /* PING with its own deadline (connect + command). */
-enum ars_err ars_redis_ping(struct ars_redis *r, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_redis_ping(struct ars_redis *r, const struct ars_config *cfg,
                             long timeout_ms, double *latency_ms);
 
 /* Why the last call failed; never contains the password. */

@@ -16,9 +16,9 @@ struct ars_config;
 #define ARS_SETTING_VALUE_MAX (1024 * 1024)
 
 /* *value is the stored JSON value (put it); ARS_ERR_NOTFOUND when unset. */
-enum ars_err ars_settings_get(struct ars_redis *r, const struct ars_config *cfg, const char *key,
+ARS_MUST_USE enum ars_err ars_settings_get(struct ars_redis *r, const struct ars_config *cfg, const char *key,
                               json_object **value, char *errbuf, size_t errlen);
-enum ars_err ars_settings_set(struct ars_redis *r, const struct ars_config *cfg, const char *key,
+ARS_MUST_USE enum ars_err ars_settings_set(struct ars_redis *r, const struct ars_config *cfg, const char *key,
                               json_object *value, char *errbuf, size_t errlen);
 
 #endif

@@ -150,7 +150,7 @@ enum ars_err ars_users_get(struct ars_redis *r, const struct ars_config *cfg, co
             ars_pg_release(c, err == ARS_ERR_UNAVAILABLE || err == ARS_ERR_TIMEOUT);
         }
         if (!err)
-            ars_rec_redis_restore(r, cfg, &ars_user_entity, *rec);
+            ars_ignore(ars_rec_redis_restore(r, cfg, &ars_user_entity, *rec));   /* write-back; the next read tries again */
     }
     /* Not in PG, or PG down: Redis (a write made while PG was down may
      * still wait in the outbox). */

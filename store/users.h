@@ -17,12 +17,12 @@ struct ars_config;
 int ars_user_role_ok(const char *role);
 int ars_username_ok(const char *username);
 
-enum ars_err ars_users_create(struct ars_redis *r, const struct ars_config *cfg, const char *username,
+ARS_MUST_USE enum ars_err ars_users_create(struct ars_redis *r, const struct ars_config *cfg, const char *username,
                               const char *password, const char *role, char *errbuf, size_t errlen);
-enum ars_err ars_users_set_password(struct ars_redis *r, const struct ars_config *cfg, const char *username,
+ARS_MUST_USE enum ars_err ars_users_set_password(struct ars_redis *r, const struct ars_config *cfg, const char *username,
                                     const char *password, char *errbuf, size_t errlen);
 /* The record (password_hash included: never send it to a client). */
-enum ars_err ars_users_get(struct ars_redis *r, const struct ars_config *cfg, const char *username,
+ARS_MUST_USE enum ars_err ars_users_get(struct ars_redis *r, const struct ars_config *cfg, const char *username,
                            json_object **rec, char *errbuf, size_t errlen);
 
 #endif

@@ -68,6 +68,15 @@ static void check(int ok, const char *fmt, ...)
         failures++;
 }
 
+/* A setup step the checks around it rely on: its failure ends the run. */
+#define MUST(call)                                                                                                   \
+    do {                                                                                                             \
+        if ((call) != ARS_OK) {                                                                                      \
+            printf("FAIL - setup step failed: %s\n", #call);                                                         \
+            exit(1);                                                                                                 \
+        }                                                                                                            \
+    } while (0)
+
 static void raw_connect(void)
 {
     if (raw)
@@ -933,7 +942,7 @@ static void test_admit_timeout(void)
     /* Warm the connection and the script cache, then drop that lease. */
     check(ars_limits_admit(r, fast, &k, "to-warm", now, 0, &a) == ARS_OK && a.verdict == ARS_LIMIT_OK,
           "admission timeout: a first admission passes");
-    ars_limits_release(r, fast, k.id, "to-warm");
+    MUST(ars_limits_release(r, fast, k.id, "to-warm"));
 
     size_t queued_before = ars_usage_queued();
     redisContext *busy = start_busy(1200);
@@ -950,7 +959,7 @@ static void test_admit_timeout(void)
     check(rll("ZCARD %s", conc) == 0, "admission timeout: no lease is left afterwards");
     check(admit(&k, "to-2", now + 10, 0).verdict == ARS_LIMIT_OK,
           "admission timeout: the concurrency-1 key admits the next request at once");
-    ars_limits_release(rds, cfg, k.id, "to-2");
+    MUST(ars_limits_release(rds, cfg, k.id, "to-2"));
 
     /* The other order: the release arrives before the late script. */
     check(ars_limits_cancel(rds, cfg, k.id, "to-3") == ARS_OK, "cancel before the script: returns OK");
@@ -1024,7 +1033,7 @@ static void test_outage(void)
         check(0, "stop redis again");
         return;
     }
-    ars_usage_record(rds, cfg, &c);
+    MUST(ars_usage_record(rds, cfg, &c));
     ars_usage_stop();
     mode_t mode = 0;
     long long spooled = file_size(spool, &mode);
@@ -1056,7 +1065,7 @@ static void test_outage(void)
         ars_usage_stop();
         return;
     }
-    ars_usage_record(rds, cfg, &d);
+    MUST(ars_usage_record(rds, cfg, &d));
     check(ars_usage_queued() == 1, "Redis down with the thread running: the record is queued");
     redis_ctl("start");
     /* The queue count drops when the thread takes the record, before it is

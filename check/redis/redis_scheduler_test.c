@@ -75,6 +75,13 @@ static void die(const char *what, const char *detail)
     exit(1);
 }
 
+/* A setup step the checks around it rely on: its failure ends the run. */
+#define MUST(call)                                                                                                   \
+    do {                                                                                                             \
+        if ((call) != ARS_OK)                                                                                        \
+            die("setup step failed", #call);                                                                         \
+    } while (0)
+
 /* ---- time ---- */
 
 static long long now_ms(void)
@@ -415,7 +422,7 @@ static void test_stale_binding_rewritten(void)
     struct result first = pick(NULL, "claude-sonnet-4-5", "sess-gone", "r1", now_ms());
     release(first.id, "r1");
     struct ars_account *acc = cached(a);
-    ars_sched_mark_unauthorized(R, cfg, acc, "test");
+    MUST(ars_sched_mark_unauthorized(R, cfg, acc, "test"));
     ars_account_release(acc);
     struct result next = pick(NULL, "claude-sonnet-4-5", "sess-gone", "r2", now_ms());
     release(next.id, "r2");
@@ -674,7 +681,7 @@ static void test_leases(void)
     expect(r1.err == ARS_OK && !strcmp(lease_key, key) && score == t + LEASE_TTL_S * 1000LL,
            "a pick takes a lease: request id scored with now + LEASE_TTL_SECONDS", "score %lld want %lld", score,
            t + LEASE_TTL_S * 1000LL);
-    ars_sched_refresh(R, cfg, a, "lease-1", t + 5000);
+    MUST(ars_sched_refresh(R, cfg, a, "lease-1", t + 5000));
     rep = cmd(R, 3, zs);
     score = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : -1;
     freeReplyObject(rep);
@@ -794,7 +801,7 @@ static void test_breaker(void)
     pool_key(brk, sizeof(brk), "brk", a, NULL);
     pool_key(cool, sizeof(cool), "cool", a, "all");
     for (int i = 0; i < 5; i++)
-        ars_sched_mark_transport(R, cfg, acc, "connect failed", t);
+        MUST(ars_sched_mark_transport(R, cfg, acc, "connect failed", t));
     expect(rint_cmd("EXISTS", cool) == 0, "breaker: transport failures never start the error cool-down", NULL);
     expect(rint_cmd("EXISTS", brk) == 1, "breaker: transport failures open the breaker", NULL);
 
@@ -809,12 +816,12 @@ static void test_breaker(void)
     struct result second = pick(NULL, "claude-sonnet-4-5", NULL, "bk-2", t + 20);
     expect(second.err == ARS_ERR_NOTFOUND, "breaker: while the probe is in flight nobody else gets the account",
            "err %d", second.err);
-    ars_sched_mark_transport(R, cfg, acc, "connect failed", t + 30);   /* the probe failed */
+    MUST(ars_sched_mark_transport(R, cfg, acc, "connect failed", t + 30));   /* the probe failed */
     release(a, "bk-1");
     e = ars_sched_pick(R, cfg, NULL, "claude-sonnet-4-5", NULL, "bk-3", NULL, 0, t + 40, &p, why, sizeof(why));
     expect(e == ARS_OK && p.probe == 1, "breaker: after a failed probe the next request may probe again", "err %d", e);
     if (e == ARS_OK) {
-        ars_sched_breaker_close(R, cfg, p.account);
+        MUST(ars_sched_breaker_close(R, cfg, p.account));
         ars_account_release(p.account);
     }
     release(a, "bk-3");
@@ -828,7 +835,7 @@ static void test_breaker(void)
     /* With another account available, a backing-off one waits its turn. */
     console(b, "B", 50, 0, NULL);
     ars_sched_cache_invalidate();
-    ars_sched_mark_transport(R, cfg, acc, "connect failed", t);
+    MUST(ars_sched_mark_transport(R, cfg, acc, "connect failed", t));
     struct result other = pick(NULL, "claude-sonnet-4-5", NULL, "bk-5", t + 10);
     expect(other.err == ARS_OK && !strcmp(other.id, b), "breaker: while A backs off, B serves", "got %s",
            name_of(other.id, a, b, NULL));
@@ -857,13 +864,13 @@ static void test_marks_per_key(void)
     pool_key(errors, sizeof(errors), "errors", a, NULL);
     pool_key(cool, sizeof(cool), "cool", a, "all");
     for (int i = 0; i < 5; i++)
-        ars_sched_mark(R, cfg, acc, "key-1", "claude-sonnet-4-5", 500, NULL, NULL, now_ms());
+        MUST(ars_sched_mark(R, cfg, acc, "key-1", "claude-sonnet-4-5", 500, NULL, NULL, now_ms()));
     char count[32];
     rget(errors, count, sizeof(count));
     expect(rint_cmd("EXISTS", cool) == 0 && strtoll(count, NULL, 10) == cfg->error_marks_per_key_per_minute,
            "marks per key: one key's 5 errors count only ERROR_MARKS_PER_KEY_PER_MINUTE times", "errors '%s'",
            count);
-    ars_sched_mark(R, cfg, acc, "key-2", "claude-sonnet-4-5", 503, NULL, NULL, now_ms());
+    MUST(ars_sched_mark(R, cfg, acc, "key-2", "claude-sonnet-4-5", 503, NULL, NULL, now_ms()));
     expect(rint_cmd("EXISTS", cool) == 1, "marks per key: another key's error reaches the threshold", NULL);
     ars_account_release(acc);
 }
@@ -960,7 +967,7 @@ static struct child_stats hammer(const char *aid, long limit, int rounds)
             redisReply *rep;
             if (ars_redis_cmd(r, cfg, &rep, 2, dec, NULL) == ARS_OK)
                 freeReplyObject(rep);
-            ars_sched_release(r, cfg, aid, rids[j]);
+            MUST(ars_sched_release(r, cfg, aid, rids[j]));
         }
     }
     ars_redis_free(r);
@@ -1151,7 +1158,7 @@ static void test_oauth_threads(void)
            "oauth: the new tokens and expiry are stored in the record and reach the account cache",
            "cached token '%s' expires in %lld s", acc->access_token, (acc->token_expires_ms - now_ms()) / 1000);
     char *tok = NULL, msg[256];
-    ars_oauth_access_token(R, cfg, acc, 0, &tok, msg, sizeof(msg));
+    MUST(ars_oauth_access_token(R, cfg, acc, 0, &tok, msg, sizeof(msg)));
     expect(tok && !strcmp(tok, jobs[0].token) && mock_token_calls() == 1,
            "oauth: the refreshed token is then used without another refresh", "calls %lld", mock_token_calls());
     free(tok);

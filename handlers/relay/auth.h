@@ -12,7 +12,7 @@
 
 /* On success *key holds a reference released when the request ends. On
  * failure the error response has been sent. */
-enum ars_err ars_auth_key(struct ars_request *req, unsigned family, struct ars_key **key);
+ARS_MUST_USE enum ars_err ars_auth_key(struct ars_request *req, unsigned family, struct ars_key **key);
 
 /* The presented key (x-api-key, else Authorization: Bearer), or NULL. */
 const char *ars_auth_presented_key(const struct ars_request *req);

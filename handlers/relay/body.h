@@ -50,13 +50,13 @@ struct ars_body_fields {
  * ARS_BODY_MODEL_MAX - 1 bytes or with control characters, or lacks a
  * string "model" (require_model). The OpenAI route runs it over the
  * client's body too (require_model 0), before converting it. */
-enum ars_err ars_body_scan(const char *body, size_t len, int require_model, struct ars_body_fields *out,
+ARS_MUST_USE enum ars_err ars_body_scan(const char *body, size_t len, int require_model, struct ars_body_fields *out,
                            char *errbuf, size_t errlen);
 
 /* Only the top-level member rule of ars_body_scan (names decoded, each
  * at most once, at most ARS_BODY_MAX_MEMBERS of ARS_BODY_MEMBER_NAME_MAX
  * bytes) over any JSON object: the OpenAI route runs it over the client's
  * body, which json-c would otherwise read last-member-wins. */
-enum ars_err ars_body_check_members(const char *body, size_t len, char *errbuf, size_t errlen);
+ARS_MUST_USE enum ars_err ars_body_check_members(const char *body, size_t len, char *errbuf, size_t errlen);
 
 #endif

@@ -295,8 +295,9 @@ enum ars_err ars_limits_admit(struct ars_redis *r, const struct ars_config *cfg,
         ars_log_str(&l, "error", ars_redis_error(r));
         ars_log_str(&l, "action", count_tokens_request ? "none (no lease taken)" : "compensating release queued");
         ars_log_end(&l);
-        if (!count_tokens_request)
-            (void)ars_usage_cancel_later(cfg, request_id, k->id, 1, 0);
+        if (!count_tokens_request && ars_usage_cancel_later(cfg, request_id, k->id, 1, 0) != ARS_OK)
+            ars_log_msg(ARS_LOG_ERROR, request_id, "lease_release_lost",
+                        "the compensating release could not be queued: the lease stays until its deadline");
         return err;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 6) {

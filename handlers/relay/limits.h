@@ -92,24 +92,24 @@ struct ars_admission {
  * compensating release is queued, see ars_limits_cancel); ARS_ERR_TOOBIG for an absurd key
  * prefix. A count_tokens request of a key without window or budget
  * limits needs no Redis round trip at all. */
-enum ars_err ars_limits_admit(struct ars_redis *r, const struct ars_config *cfg, const struct ars_key *k,
+ARS_MUST_USE enum ars_err ars_limits_admit(struct ars_redis *r, const struct ars_config *cfg, const struct ars_key *k,
                               const char *request_id, long long now_ms, int count_tokens_request,
                               struct ars_admission *out);
 
 /* Moves a lease's deadline to now_ms + LEASE_TTL_SECONDS (long streams
  * call it well before the deadline). ARS_ERR_NOTFOUND when the lease is
  * gone (expired and dropped, or released): it is not re-taken. */
-enum ars_err ars_limits_refresh(struct ars_redis *r, const struct ars_config *cfg, const char *key_id,
+ARS_MUST_USE enum ars_err ars_limits_refresh(struct ars_redis *r, const struct ars_config *cfg, const char *key_id,
                                 const char *request_id, long long now_ms);
 /* Drops a lease (no error when it is already gone). */
-enum ars_err ars_limits_release(struct ars_redis *r, const struct ars_config *cfg, const char *key_id,
+ARS_MUST_USE enum ars_err ars_limits_release(struct ars_redis *r, const struct ars_config *cfg, const char *key_id,
                                 const char *request_id);
 /* Compensates an admission whose answer was lost (a Redis timeout): drops
  * the request's lease if the script ran, and leaves a tombstone
  * (P lim:{KID}:cancel:RID, LEASE_TTL_SECONDS) so that a script still
  * waiting in Redis takes nothing. ars_limits_admit queues this itself
  * (through ars_usage_cancel_later) when its script fails. */
-enum ars_err ars_limits_cancel(struct ars_redis *r, const struct ars_config *cfg, const char *key_id,
+ARS_MUST_USE enum ars_err ars_limits_cancel(struct ars_redis *r, const struct ars_config *cfg, const char *key_id,
                                const char *request_id);
 /* "P lim:{KID}:conc", the lease ZSET (usage.c releases in its pipeline).
  * Cut to n - 1 bytes; n >= ARS_LIMITS_KEY_MAX never cuts a sane prefix. */

@@ -110,15 +110,38 @@ static void drain_end(struct relay *rl)
     rl->drain_state = 0;
 }
 
+/* A Redis write about an account or a lease that failed: the request goes
+ * on (the state is advisory or has a TTL backstop), the log says what was
+ * lost. */
+static void log_store_failure(const struct relay *rl, const char *what, enum ars_err err)
+{
+    if (err == ARS_OK)
+        return;
+    struct ars_logline l;
+    ars_log_begin(&l, ARS_LOG_WARN, rl->req->id, "store_write_failed");
+    ars_log_str(&l, "what", what);
+    ars_log_str(&l, "error", ars_err_str(err));
+    ars_log_end(&l);
+}
+
+/* A lease release that Redis did not take goes to the usage thread's
+ * retried compensating release: without it the lease would block the key
+ * or the account until LEASE_TTL_SECONDS. */
+static void release_or_queue(struct relay *rl, int key_lease, const char *account_id)
+{
+    struct ars_worker *w = rl->req->worker;
+    int key_left = key_lease && ars_limits_release(w->redis, rl->cfg, rl->key_id, rl->req->id) != ARS_OK;
+    int account_left = account_id && ars_sched_release(w->redis, rl->cfg, account_id, rl->req->id) != ARS_OK;
+    if (key_left || account_left)
+        log_store_failure(rl, "lease release (queued for retry)",
+                          ars_usage_cancel_later(rl->cfg, rl->req->id, rl->key_id, key_left, account_left));
+}
+
 static void relay_release_leases(void *arg)
 {
     struct relay *rl = arg;
-    struct ars_worker *w = rl->req->worker;
     drain_end(rl);
-    if (rl->key_lease)
-        ars_limits_release(w->redis, rl->cfg, rl->key_id, rl->req->id);
-    if (rl->account_lease && rl->account)
-        ars_sched_release(w->redis, rl->cfg, rl->account->id, rl->req->id);
+    release_or_queue(rl, rl->key_lease, rl->account_lease && rl->account ? rl->account->id : NULL);
     rl->key_lease = rl->account_lease = 0;
     if (rl->account) {
         ars_account_release(rl->account);
@@ -336,7 +359,7 @@ static void pass_request_id(struct relay *rl, const struct ars_upstream_headers 
 {
     const char *rid = ars_upstream_header(h, "request-id");
     if (rid)
-        ars_resp_header(rl->req, "request-id", ars_arena_strdup(rl->req->arena, rid));
+        ars_resp_header_optional(rl->req, "request-id", ars_arena_strdup(rl->req->arena, rid));
 }
 
 static int on_head(void *ctx, const struct ars_upstream_headers *h)
@@ -345,7 +368,7 @@ static int on_head(void *ctx, const struct ars_upstream_headers *h)
     if (rl->probe) {
         /* A probe got an answer head: the transport works again. Closed
          * now, not after a long stream, so others need not wait for it. */
-        ars_sched_breaker_close(rl->req->worker->redis, rl->cfg, rl->account);
+        log_store_failure(rl, "breaker close", ars_sched_breaker_close(rl->req->worker->redis, rl->cfg, rl->account));
         rl->probe = 0;
     }
     const char *ct = ars_upstream_header(h, "content-type");
@@ -371,6 +394,8 @@ static void write_client(struct relay *rl, const char *data, size_t n)
 }
 
 /* Writes converted OpenAI chunks and flushes them. */
+static void send_stream_error(struct relay *rl, const char *type, const char *message);
+
 static void write_out(struct relay *rl)
 {
     if (rl->out.len && !rl->gone_at_ms) {
@@ -425,8 +450,17 @@ static int on_data(void *ctx, const char *data, size_t n)
     while (ars_sse_next(&rl->sse, &ev)) {
         ars_sse_usage_update(&rl->su, &ev);
         if (rl->openai && !rl->gone_at_ms) {
-            ars_openai_stream_event(&rl->oas, &ev, &rl->out);
-            write_out(rl);
+            if (ars_openai_stream_event(&rl->oas, &ev, &rl->out) != ARS_OK) {
+                /* A converted chunk over its cap: the client's stream
+                 * cannot go on whole. End it with an error chunk and
+                 * read on for the usage as for a client that left. */
+                ars_log_msg(ARS_LOG_WARN, rl->req->id, "openai_stream_convert_failed",
+                            "a converted chunk did not fit; the client's stream is ended");
+                send_stream_error(rl, "api_error", "the upstream event could not be converted");
+                rl->gone_at_ms = ars_mono_ms();
+            } else {
+                write_out(rl);
+            }
         }
     }
     rl->fed += n;
@@ -460,10 +494,13 @@ static void refresh_leases(struct relay *rl)
 {
     struct ars_worker *w = rl->req->worker;
     long long now = ars_wall_ms();
+    /* A refresh that fails leaves the lease to its deadline: the next
+     * tick tries again; the log says the limit may admit early. */
     if (rl->key_lease)
-        ars_limits_refresh(w->redis, rl->cfg, rl->key_id, rl->req->id, now);
+        log_store_failure(rl, "key lease refresh", ars_limits_refresh(w->redis, rl->cfg, rl->key_id, rl->req->id, now));
     if (rl->account_lease)
-        ars_sched_refresh(w->redis, rl->cfg, rl->account->id, rl->req->id, now);
+        log_store_failure(rl, "account lease refresh",
+                          ars_sched_refresh(w->redis, rl->cfg, rl->account->id, rl->req->id, now));
 }
 
 static int on_tick(void *ctx, long long silent_ms)
@@ -498,8 +535,10 @@ static void send_stream_error(struct relay *rl, const char *type, const char *me
         return;
     if (rl->openai) {
         if (!ars_openai_stream_done(&rl->oas)) {
-            ars_openai_stream_abort(&rl->oas, message, &rl->out);
-            write_out(rl);
+            if (ars_openai_stream_abort(&rl->oas, message, &rl->out) == ARS_OK)
+                write_out(rl);
+            else
+                ars_log_msg(ARS_LOG_WARN, rl->req->id, "openai_stream_abort_failed", "the error chunk did not fit");
         }
         return;
     }
@@ -508,7 +547,8 @@ static void send_stream_error(struct relay *rl, const char *type, const char *me
     if (ars_error_body(&b, ARS_SHAPE_ANTHROPIC, 502, type, message) == ARS_OK) {
         if (rl->flushed_to != rl->fed)
             write_client(rl, "\n\n", 2);   /* end a cut-off event first */
-        ars_sse_event(rl->req, "error", b.data, b.len);
+        if (ars_sse_event(rl->req, "error", b.data, b.len) != ARS_OK)
+            rl->gone_at_ms = ars_mono_ms();
     }
     ars_buf_deinit(&b);
 }
@@ -538,7 +578,7 @@ static void send_held(struct relay *rl, const struct ars_upstream_result *res)
     pass_request_id(rl, &res->head);
     const char *ra = ars_upstream_header(&res->head, "retry-after");
     if (ra && res->head.status == 429)
-        ars_resp_header(rl->req, "retry-after", ars_arena_strdup(rl->req->arena, ra));
+        ars_resp_header_optional(rl->req, "retry-after", ars_arena_strdup(rl->req->arena, ra));
     rl->status = res->head.status;
     ars_resp_send(rl->req, res->head.status, ct ? ars_arena_strdup(rl->req->arena, ct) : "application/json",
                   rl->held.data ? rl->held.data : "", rl->held.len);
@@ -608,7 +648,9 @@ static void record_usage(struct ars_request *req, void *arg)
     rec->week_start_ms = ars_week_start_ms(rec->at_ms, rl->key->weekly_reset_day, rl->key->weekly_reset_hour);
     rec->release_key_lease = rl->key_lease;
     rec->release_account_lease = rl->account_lease && rl->account_id[0];
-    ars_usage_record(req->worker->redis, rl->cfg, rec);   /* queued for retry if Redis fails */
+    /* Queued for retry if Redis fails; a record that could be neither
+     * applied nor kept is logged there as usage_lost. */
+    log_store_failure(rl, "usage record", ars_usage_record(req->worker->redis, rl->cfg, rec));
     /* The usage write released them (or its retry will); the lease TTL is the backstop. */
     rl->key_lease = 0;
     rl->account_lease = 0;
@@ -650,7 +692,9 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
             if (rl->probe) {
                 /* The probe could not even start: end it, so the next
                  * request may probe (a failed probe backs off further). */
-                ars_sched_mark_transport(w->redis, rl->cfg, rl->account, "OAuth token unavailable", ars_wall_ms());
+                log_store_failure(rl, "account mark",
+                                  ars_sched_mark_transport(w->redis, rl->cfg, rl->account, "OAuth token unavailable",
+                                                           ars_wall_ms()));
                 rl->probe = 0;
             }
             return ATTEMPT_RETRY;
@@ -715,8 +759,9 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
          * the client yet, so it is a failed attempt, never a 200 with cut
          * JSON. Another account may answer; answer_failed says 502. */
         if (res->outcome != ARS_UP_TOO_BIG) {   /* too big is the answer's size, not the account's fault */
-            ars_sched_mark_transport(w->redis, rl->cfg, rl->account, ars_upstream_outcome_str(res->outcome),
-                                     ars_wall_ms());
+            log_store_failure(rl, "account mark",
+                              ars_sched_mark_transport(w->redis, rl->cfg, rl->account,
+                                                       ars_upstream_outcome_str(res->outcome), ars_wall_ms()));
             rl->probe = 0;
         }
         log_attempt(rl, res, "failover");
@@ -744,10 +789,12 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
             return ATTEMPT_RETRY_SAME;
         }
         if (status == 401)
-            ars_sched_mark_unauthorized(w->redis, rl->cfg, rl->account, "upstream answered 401");
+            log_store_failure(rl, "account mark",
+                              ars_sched_mark_unauthorized(w->redis, rl->cfg, rl->account, "upstream answered 401"));
         else
-            ars_sched_mark(w->redis, rl->cfg, rl->account, rl->key_id, rl->body.model, status, retry_after, reset,
-                           ars_wall_ms());
+            log_store_failure(rl, "account mark",
+                              ars_sched_mark(w->redis, rl->cfg, rl->account, rl->key_id, rl->body.model, status,
+                                             retry_after, reset, ars_wall_ms()));
         if (!retryable(status)) {
             snprintf(rl->account_id, sizeof(rl->account_id), "%s", rl->account->id);
             send_held(rl, res);
@@ -760,7 +807,9 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
      * A transport failure backs the account off briefly (a breaker), it
      * does not count toward the long error cool-down: a 5-second outage
      * must not park the pool for ERROR_COOLDOWN_SECONDS. */
-    ars_sched_mark_transport(w->redis, rl->cfg, rl->account, ars_upstream_outcome_str(res->outcome), ars_wall_ms());
+    log_store_failure(rl, "account mark",
+                      ars_sched_mark_transport(w->redis, rl->cfg, rl->account, ars_upstream_outcome_str(res->outcome),
+                                               ars_wall_ms()));
     rl->probe = 0;
     log_attempt(rl, res, "failover");
     return ATTEMPT_RETRY;
@@ -861,7 +910,7 @@ static void relay_messages(struct ars_request *req, int count_tokens, int openai
         if (status == 429) {
             char *ra = ars_arena_printf(req->arena, "%lld", ars_limits_retry_after_seconds(&adm));
             if (ra)
-                ars_resp_header(req, "retry-after", ra);
+                ars_resp_header_optional(req, "retry-after", ra);
         }
         ars_resp_error(req, status, type, msg);
         return;
@@ -921,7 +970,7 @@ static void relay_messages(struct ars_request *req, int count_tokens, int openai
         if (ar == ATTEMPT_DONE)
             goto out;
         /* Failover: this account's lease goes now; the next pick excludes it. */
-        ars_sched_release(w->redis, cfg, rl->account->id, req->id);
+        release_or_queue(rl, 0, rl->account->id);
         rl->account_lease = 0;
         ars_account_release(rl->account);
         rl->account = NULL;

@@ -404,7 +404,9 @@ static enum ars_err refresh_owned(struct ars_redis *r, const struct ars_config *
                 goto out;
             }
         }
-        ars_sched_mark_unauthorized(r, cfg, a, "OAuth refresh token rejected (invalid_grant)");
+        if (ars_sched_mark_unauthorized(r, cfg, a, "OAuth refresh token rejected (invalid_grant)") != ARS_OK)
+            ars_log_msg(ARS_LOG_WARN, NULL, "account_mark_failed",
+                        "the account could not be marked unauthorized (Redis); the next request tries it again");
         snprintf(err, errlen,
                  "account %s: the token endpoint rejected its refresh token (invalid_grant); the account is now "
                  "unauthorized and must be authorised again", a->name);

@@ -44,7 +44,7 @@ struct ars_account;
  *   ARS_ERR_UNAVAILABLE  the endpoint or Redis could not be reached, or
  *                     another process's refresh did not finish in time.
  * err gets one sentence for the log or the client's error. */
-enum ars_err ars_oauth_access_token(struct ars_redis *r, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_oauth_access_token(struct ars_redis *r, const struct ars_config *cfg,
                                     const struct ars_account *a, int force_refresh, char **token,
                                     char *err, size_t errlen);
 

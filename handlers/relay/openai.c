@@ -306,8 +306,7 @@ static enum ars_err add_id(struct ars_buf *b, const char *s, size_t n)
         dst[i + 1] = ok ? (char)ch : '_';
     }
     dst[n + 1] = '"';
-    ars_buf_commit(b, n + 2);
-    return ARS_OK;
+    return ars_buf_commit(b, n + 2);
 }
 
 /* Standard base64 (RFC 4648 section 4) as Claude decodes it: the alphabet,

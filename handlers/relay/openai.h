@@ -157,7 +157,7 @@ struct ars_openai_meta {
  * body does not fit out's cap; ARS_ERR_NOMEM. On failure out is left as it
  * was and *meta is unspecified. Deterministic: the same body and options
  * give the same bytes (the relay hashes them for sticky sessions). */
-enum ars_err ars_openai_to_claude(const char *body, size_t len, const struct ars_openai_opts *o,
+ARS_MUST_USE enum ars_err ars_openai_to_claude(const char *body, size_t len, const struct ars_openai_opts *o,
                                   struct ars_buf *out, struct ars_openai_meta *meta,
                                   char *errbuf, size_t errlen);
 
@@ -173,7 +173,7 @@ enum ars_err ars_openai_to_claude(const char *body, size_t len, const struct ars
  * ARS_ERR_INVALID when the body is not a Messages response (the relay
  * answers 502); ARS_ERR_TOOBIG, ARS_ERR_NOMEM. On failure out is left as
  * it was. */
-enum ars_err ars_claude_to_openai_response(const char *claude_body, size_t len,
+ARS_MUST_USE enum ars_err ars_claude_to_openai_response(const char *claude_body, size_t len,
                                            const struct ars_openai_meta *meta, long long created,
                                            const char *id, struct ars_buf *out);
 
@@ -190,7 +190,7 @@ enum ars_err ars_claude_to_openai_response(const char *claude_body, size_t len,
  * server_error, overloaded_error -> server_error / overloaded; others by
  * status). Anything else (HTML from a proxy, empty) gives "upstream
  * returned HTTP <status>" typed by the status. ARS_ERR_TOOBIG, NOMEM. */
-enum ars_err ars_claude_error_to_openai(int status, const char *claude_body, size_t len,
+ARS_MUST_USE enum ars_err ars_claude_error_to_openai(int status, const char *claude_body, size_t len,
                                         struct ars_buf *out);
 
 /* finish_reason for a Claude stop_reason: end_turn, stop_sequence,
@@ -202,14 +202,14 @@ const char *ars_openai_finish_reason(const char *stop_reason, size_t len);
 /* Shared by the converters: appends {"error":{"message","type","param":null,
  * "code"}} with type and code picked from the Anthropic error type (may be
  * NULL) or else the HTTP status (0 when unknown: server_error). */
-enum ars_err ars_openai_error_object(struct ars_buf *out, int status, const char *claude_type,
+ARS_MUST_USE enum ars_err ars_openai_error_object(struct ars_buf *out, int status, const char *claude_type,
                                      size_t type_len, const char *message, size_t message_len);
 
 /* Shared by the converters: appends the OpenAI usage object for Claude
  * counts: {"prompt_tokens": input + cache reads + cache writes,
  * "completion_tokens", "total_tokens", "prompt_tokens_details":
  * {"cached_tokens": cache reads}}. */
-enum ars_err ars_openai_usage_object(struct ars_buf *out, const struct ars_usage *u);
+ARS_MUST_USE enum ars_err ars_openai_usage_object(struct ars_buf *out, const struct ars_usage *u);
 
 /* Shared by the converters: "chatcmpl-" + id into dst (size bytes), cut
  * at a character boundary to fit. */
@@ -257,13 +257,13 @@ void ars_openai_stream_init(struct ars_openai_stream *s, const struct ars_openai
  * chunk carries "usage": null, as OpenAI does. ARS_ERR_TOOBIG / NOMEM
  * from out: out is rolled back to where it was (never half a chunk); end
  * the client's stream rather than feed further events. */
-enum ars_err ars_openai_stream_event(struct ars_openai_stream *s, const struct ars_sse_event *ev,
+ARS_MUST_USE enum ars_err ars_openai_stream_event(struct ars_openai_stream *s, const struct ars_sse_event *ev,
                                      struct ars_buf *out);
 
 /* Upstream failed mid-stream (connection lost, timeout, EOF before
  * message_stop): an error chunk with message (type server_error) and
  * `[DONE]`. Nothing once the stream is done. */
-enum ars_err ars_openai_stream_abort(struct ars_openai_stream *s, const char *message,
+ARS_MUST_USE enum ars_err ars_openai_stream_abort(struct ars_openai_stream *s, const char *message,
                                      struct ars_buf *out);
 
 /* 1 once `data: [DONE]` was written. */

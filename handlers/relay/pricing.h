@@ -87,11 +87,11 @@ enum ars_price_match {
 /* Reads and validates a pricing file. On failure *out is NULL and errbuf
  * holds one line naming the file and, for a bad rate, the model and field
  * ("model \"claude-opus-5\": cache_read: ..."). */
-enum ars_err ars_pricing_load(const char *path, struct ars_pricing **out,
+ARS_MUST_USE enum ars_err ars_pricing_load(const char *path, struct ars_pricing **out,
                               char *errbuf, size_t errlen);
 /* Same, from JSON text already in memory (tests, ai-relayctl). `name`
  * stands for the file in error messages. */
-enum ars_err ars_pricing_parse(const char *name, const char *text, size_t len,
+ARS_MUST_USE enum ars_err ars_pricing_parse(const char *name, const char *text, size_t len,
                                struct ars_pricing **out, char *errbuf, size_t errlen);
 void ars_pricing_free(struct ars_pricing *p);
 
@@ -140,6 +140,6 @@ long long ars_cost_micros(const struct ars_model_price *m, const struct ars_usag
 
 /* New JSON array of the listable models, file order:
  * [{"id": ..., "display_name": ...}, ...]. The caller puts it. */
-enum ars_err ars_pricing_models_json(const struct ars_pricing *p, struct json_object **list);
+ARS_MUST_USE enum ars_err ars_pricing_models_json(const struct ars_pricing *p, struct json_object **list);
 
 #endif

@@ -973,7 +973,9 @@ enum ars_err ars_sched_pick(struct ars_redis *r, const struct ars_config *cfg, c
         ars_log_str(&l, "error", ars_redis_error(r));
         ars_log_str(&l, "action", "compensating release queued");
         ars_log_end(&l);
-        (void)ars_usage_cancel_later(cfg, request_id, k ? k->id : NULL, 0, 1);
+        if (ars_usage_cancel_later(cfg, request_id, k ? k->id : NULL, 0, 1) != ARS_OK)
+            ars_log_msg(ARS_LOG_ERROR, request_id, "lease_release_lost",
+                        "the compensating release could not be queued: the lease stays until its deadline");
         goto out;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 || rep->element[0]->type != REDIS_REPLY_INTEGER) {

@@ -75,7 +75,7 @@ void ars_account_release(struct ars_account *a);
 /* Builds the runtime view of a stored record (secrets decrypted). Used by
  * the cache and the tests. ARS_ERR_INVALID with err naming the field when
  * the record cannot be used (unknown type, undecryptable secret). */
-enum ars_err ars_account_from_record(const struct ars_config *cfg, json_object *rec,
+ARS_MUST_USE enum ars_err ars_account_from_record(const struct ars_config *cfg, json_object *rec,
                                      struct ars_account **out, char *err, size_t errlen);
 
 /* The upstream model for `model` by the account's mapping (case-
@@ -94,7 +94,7 @@ void ars_sched_cache_invalidate(void);
 /* The cached account with this id (a reference), loading the list if the
  * cache is stale. ARS_ERR_NOTFOUND when it is not in the list (deleted or
  * unknown), ARS_ERR_UNAVAILABLE when no list could be loaded. */
-enum ars_err ars_sched_account(struct ars_redis *r, const struct ars_config *cfg, const char *id,
+ARS_MUST_USE enum ars_err ars_sched_account(struct ars_redis *r, const struct ars_config *cfg, const char *id,
                                struct ars_account **out);
 
 /* Frees every cached account (tests, exit). */
@@ -125,23 +125,23 @@ struct ars_pick {
  * ARS_OK with out filled; ARS_ERR_NOTFOUND when no account can take the
  * request, with `why` a sentence for the client's 503; ARS_ERR_UNAVAILABLE
  * when Redis failed (why says so); ARS_ERR_INVALID for bad arguments. */
-enum ars_err ars_sched_pick(struct ars_redis *r, const struct ars_config *cfg, const struct ars_key *k,
+ARS_MUST_USE enum ars_err ars_sched_pick(struct ars_redis *r, const struct ars_config *cfg, const struct ars_key *k,
                             const char *model, const char *session_hash, const char *request_id,
                             const char *const *exclude_ids, size_t nexclude, long long now_ms,
                             struct ars_pick *out, char *why, size_t whylen);
 
 /* Extends a lease to now + LEASE_TTL (long streams call it periodically). */
-enum ars_err ars_sched_refresh(struct ars_redis *r, const struct ars_config *cfg, const char *account_id,
+ARS_MUST_USE enum ars_err ars_sched_refresh(struct ars_redis *r, const struct ars_config *cfg, const char *account_id,
                                const char *request_id, long long now_ms);
 /* Drops a lease; on every exit path of a request that picked. */
-enum ars_err ars_sched_release(struct ars_redis *r, const struct ars_config *cfg, const char *account_id,
+ARS_MUST_USE enum ars_err ars_sched_release(struct ars_redis *r, const struct ars_config *cfg, const char *account_id,
                                const char *request_id);
 /* Compensates a pick whose answer was lost (a Redis timeout): removes the
  * request's lease from every account of the list and leaves a tombstone
  * (P pool:{pool}:cancel:RID, LEASE_TTL + slack) so that a pick script
  * still waiting in Redis takes nothing. ars_sched_pick queues this itself
  * (ars_usage_cancel_later) when its script fails. */
-enum ars_err ars_sched_cancel(struct ars_redis *r, const struct ars_config *cfg, const char *request_id);
+ARS_MUST_USE enum ars_err ars_sched_cancel(struct ars_redis *r, const struct ars_config *cfg, const char *request_id);
 /* The lease zset's key: "P pool:{pool}:conc:AID". */
 void ars_sched_lease_key(const struct ars_config *cfg, const char *account_id, char *out, size_t n);
 
@@ -161,7 +161,7 @@ void ars_sched_lease_key(const struct ars_config *cfg, const char *account_id, c
  * Transport failures are not statuses: ars_sched_mark_transport.
  * Every cool-down is capped by COOLDOWN_MAX_SECONDS and never shortens a
  * longer one already in place. Headers may be NULL. */
-enum ars_err ars_sched_mark(struct ars_redis *r, const struct ars_config *cfg, const struct ars_account *a,
+ARS_MUST_USE enum ars_err ars_sched_mark(struct ars_redis *r, const struct ars_config *cfg, const struct ars_account *a,
                             const char *key_id, const char *model, int status, const char *retry_after_header,
                             const char *unified_reset_header, long long now_ms);
 
@@ -172,19 +172,19 @@ enum ars_err ars_sched_mark(struct ars_redis *r, const struct ars_config *cfg, c
  * it (ars_pick.probe), and while every account of a pick backs off, one
  * probe is let through at once. Never an ERROR_THRESHOLD count: a short
  * upstream outage must not park a pool for ERROR_COOLDOWN_SECONDS. */
-enum ars_err ars_sched_mark_transport(struct ars_redis *r, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_sched_mark_transport(struct ars_redis *r, const struct ars_config *cfg,
                                       const struct ars_account *a, const char *what, long long now_ms);
 /* A probe reached the upstream (any HTTP answer): the breaker closes. */
-enum ars_err ars_sched_breaker_close(struct ars_redis *r, const struct ars_config *cfg, const struct ars_account *a);
+ARS_MUST_USE enum ars_err ars_sched_breaker_close(struct ars_redis *r, const struct ars_config *cfg, const struct ars_account *a);
 
 /* Sets the account's status to "unauthorized" in its record (Redis and
  * the PostgreSQL archive), so every process drops it from the pool. */
-enum ars_err ars_sched_mark_unauthorized(struct ars_redis *r, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_sched_mark_unauthorized(struct ars_redis *r, const struct ars_config *cfg,
                                          const struct ars_account *a, const char *reason);
 
 /* Active cool-downs of one account:
  * {"account_id":..,"cooldowns":[{"scope":"all"|family,"ttl_ms":N,"reason":{...}}],"recent_errors":N} */
-enum ars_err ars_sched_cooldowns(struct ars_redis *r, const struct ars_config *cfg, const char *account_id,
+ARS_MUST_USE enum ars_err ars_sched_cooldowns(struct ars_redis *r, const struct ars_config *cfg, const char *account_id,
                                  json_object **out);
 
 /* ---- pure helpers (exposed for the tests) ---- */

@@ -103,7 +103,7 @@ void ars_sse_deinit(struct ars_sse_parser *p);
  * return the same error and ignore their bytes. Events complete before the
  * failing one can still be pulled, and *consumed_to_boundary is still
  * filled in. */
-enum ars_err ars_sse_feed(struct ars_sse_parser *p, const char *data, size_t n,
+ARS_MUST_USE enum ars_err ars_sse_feed(struct ars_sse_parser *p, const char *data, size_t n,
                           size_t *consumed_to_boundary);
 
 /* 1 and fills *ev with the oldest complete event not yet pulled; 0 when
@@ -168,7 +168,7 @@ void ars_sse_usage_from_message(struct ars_sse_usage *u, struct json_object *mes
  * capped at ARS_CAP_SSE_JSON_DEPTH). ARS_OK when usage was found
  * (have_start or have_delta); ARS_ERR_INVALID when it was not (nothing to
  * bill from: the caller must say so, never bill 0 silently); ARS_ERR_NOMEM. */
-enum ars_err ars_sse_usage_from_body(struct ars_sse_usage *u, const char *content_type, const char *body,
+ARS_MUST_USE enum ars_err ars_sse_usage_from_body(struct ars_sse_usage *u, const char *content_type, const char *body,
                                      size_t len);
 
 #endif

@@ -187,8 +187,7 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
     return 0;
 }
 
-enum ars_err ars_upstream_perform(struct ars_upstream *u, const struct ars_upstream_call *call,
-                                  struct ars_upstream_result *res)
+void ars_upstream_perform(struct ars_upstream *u, const struct ars_upstream_call *call, struct ars_upstream_result *res)
 {
     memset(res, 0, sizeof(*res));
     struct transfer t = { .call = call, .res = res };
@@ -249,5 +248,4 @@ enum ars_err ars_upstream_perform(struct ars_upstream *u, const struct ars_upstr
         res->outcome = ARS_UP_BROKEN;
     if (rc != CURLE_OK && !res->error[0])
         snprintf(res->error, sizeof(res->error), "%s", curl_easy_strerror(rc));
-    return ARS_OK;
 }

@@ -69,10 +69,9 @@ struct ars_upstream *ars_upstream_new(void);
 void ars_upstream_free(struct ars_upstream *u);
 
 /* Runs the call to its end; *res describes it (free with
- * ars_upstream_result_clear). Returns ARS_OK when the call ran, whatever
- * the HTTP status; the outcome says how it ended. */
-enum ars_err ars_upstream_perform(struct ars_upstream *u, const struct ars_upstream_call *call,
-                                  struct ars_upstream_result *res);
+ * ars_upstream_result_clear): the outcome says how it ended, whatever the
+ * HTTP status. */
+void ars_upstream_perform(struct ars_upstream *u, const struct ars_upstream_call *call, struct ars_upstream_result *res);
 void ars_upstream_result_clear(struct ars_upstream_result *res);
 
 const char *ars_upstream_outcome_str(enum ars_upstream_outcome o);

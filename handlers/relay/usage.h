@@ -117,7 +117,7 @@ struct ars_usage_record {
  * timeout. ARS_ERR_INVALID for a record without request or key id;
  * ARS_ERR_IO when it could be neither applied nor kept (logged as
  * usage_lost). */
-enum ars_err ars_usage_record(struct ars_redis *r, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_usage_record(struct ars_redis *r, const struct ars_config *cfg,
                               const struct ars_usage_record *rec);
 
 /* Queues a compensating release for a request whose admission or
@@ -126,7 +126,7 @@ enum ars_err ars_usage_record(struct ars_redis *r, const struct ars_config *cfg,
  * second, and again until Redis takes it (queue, then spool, as usage
  * records). key_lease: the key's lease; pool_lease: whatever account
  * lease the pick may have taken. */
-enum ars_err ars_usage_cancel_later(const struct ars_config *cfg, const char *request_id, const char *key_id,
+ARS_MUST_USE enum ars_err ars_usage_cancel_later(const struct ars_config *cfg, const char *request_id, const char *key_id,
                                     int key_lease, int pool_lease);
 
 struct ars_usage_flush_result {
@@ -141,7 +141,7 @@ struct ars_usage_flush_result {
  * Redis fails again (ARS_ERR_UNAVAILABLE). Each retry checks the
  * applied-marker and the first attempt's register first (one extra round
  * trip, on this rare path only). */
-enum ars_err ars_usage_flush(struct ars_redis *r, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_usage_flush(struct ars_redis *r, const struct ars_config *cfg,
                              struct ars_usage_flush_result *res);
 /* Replays cfg->usage_spool_file (at most ARS_USAGE_REPLAY_BATCH records),
  * under an exclusive flock shared with every process using the path:
@@ -151,7 +151,7 @@ enum ars_err ars_usage_flush(struct ars_redis *r, const struct ars_config *cfg,
  * is a symlink, not owned by the relay's user, not mode 0600, or in a
  * directory that is a symlink, someone else's or writable by group or
  * others, is not read: ARS_ERR_INVALID, logged as usage_spool_refused. */
-enum ars_err ars_usage_replay_spool(struct ars_redis *r, const struct ars_config *cfg,
+ARS_MUST_USE enum ars_err ars_usage_replay_spool(struct ars_redis *r, const struct ars_config *cfg,
                                     struct ars_usage_flush_result *res, int *busy);
 /* Records waiting in this process's memory queue. */
 size_t ars_usage_queued(void);
