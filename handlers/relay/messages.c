@@ -311,7 +311,7 @@ static const char *upstream_url(struct relay *rl)
     const char *q = rl->req->query[0] ? rl->req->query : NULL;
     if (rl->account->type == ARS_ACCOUNT_OAUTH) {
         const char *base = rl->cfg->claude_api_url;
-        return ars_arena_printf(a, "%s%s%s", base, suffix, q ? ars_arena_printf(a, "?%s", q) : "?beta=true");
+        return ars_arena_printf(a, "%s%s%s%s", base, suffix, q ? "?" : "", q ? q : "?beta=true");
     }
     const char *base = rl->account->base_url && *rl->account->base_url ? rl->account->base_url
                                                                         : "https://api.anthropic.com";
@@ -580,7 +580,8 @@ static void send_held(struct relay *rl, const struct ars_upstream_result *res)
     if (ra && res->head.status == 429)
         ars_resp_header_optional(rl->req, "retry-after", ars_arena_strdup(rl->req->arena, ra));
     rl->status = res->head.status;
-    ars_resp_send(rl->req, res->head.status, ct ? ars_arena_strdup(rl->req->arena, ct) : "application/json",
+    const char *ct_copy = ct ? ars_arena_strdup(rl->req->arena, ct) : NULL;
+    ars_resp_send(rl->req, res->head.status, ct_copy ? ct_copy : "application/json",
                   rl->held.data ? rl->held.data : "", rl->held.len);
 }
 
@@ -704,7 +705,9 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
     }
     struct curl_slist *headers = token ? upstream_headers(rl, token) : NULL;
     free(token);
-    if (!headers || ars_arena_on_reset(req->arena, free_headers, headers)) {
+    const char *url = upstream_url(rl);
+    if (!url || !headers || ars_arena_on_reset(req->arena, free_headers, headers)) {
+        /* Out of memory here is the relay's, not the account's: no mark. */
         curl_slist_free_all(headers);
         memset(res, 0, sizeof(*res));
         res->outcome = ARS_UP_CONNECT_FAILED;
@@ -719,7 +722,7 @@ static enum attempt_result attempt(struct relay *rl, int oauth_forced, struct ar
     memset(&rl->su, 0, sizeof(rl->su));
     rl->fed = rl->flushed_to = 0;
     struct ars_upstream_call call = {
-        .url = upstream_url(rl),
+        .url = url,
         .proxy = rl->account->proxy,
         .headers = headers,
         .body = body,
@@ -923,6 +926,7 @@ static void relay_messages(struct ars_request *req, int count_tokens, int openai
     }
 
     const char *tried[MAX_TRIED];
+    char tried_ids[MAX_TRIED][sizeof(rl->account_id)];   /* the accounts themselves are released on failover */
     size_t ntried = 0;
     struct ars_upstream_result res;
     memset(&res, 0, sizeof(res));
@@ -958,7 +962,9 @@ static void relay_messages(struct ars_request *req, int count_tokens, int openai
         rl->account = pick.account;
         rl->account_lease = 1;
         rl->probe = pick.probe;
-        tried[ntried++] = ars_arena_strdup(req->arena, rl->account->id);
+        snprintf(tried_ids[ntried], sizeof(tried_ids[ntried]), "%s", rl->account->id);
+        tried[ntried] = tried_ids[ntried];
+        ntried++;
         if (have_res)
             ars_upstream_result_clear(&res);
         enum attempt_result ar = attempt(rl, 0, &res);
