@@ -39,7 +39,7 @@
 #define COOLDOWN_MAX_S 1800
 /* The number of checks a full run makes; a run that makes another number
  * (a case that returned early, a section not run) fails. */
-#define SCHED_TEST_PLAN 61
+#define SCHED_TEST_PLAN 83
 
 static struct ars_config *cfg;
 static struct ars_redis *R;
