@@ -32,6 +32,7 @@
 #include "limits.h"
 #include "log.h"
 #include "redis.h"
+#include "busy.h"
 #include "usage.h"
 
 #define HOUR_MS 3600000LL
@@ -880,39 +881,6 @@ static void outage_record(struct ars_usage_record *rec, const struct ars_key *k,
     rec->cost_micros = cost;
 }
 
-/* Keeps Redis busy for about ms milliseconds from another connection (a
- * Lua loop on TIME): commands sent meanwhile wait, and a client whose
- * command timeout is shorter gives up while its command still runs
- * later. Returns the connection; read its reply with finish_busy. */
-static redisContext *start_busy(long long ms)
-{
-    struct timeval tv = { 5, 0 };
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", (int)strtol(port, NULL, 10), tv);
-    if (!c || c->err)
-        return c;
-    char arg[24];
-    snprintf(arg, sizeof(arg), "%lld", ms * 1000);
-    redisAppendCommand(c, "EVAL %s 0 %s",
-                       "local s = redis.call('TIME') local t0 = s[1] * 1000000 + s[2] "
-                       "while true do local t = redis.call('TIME') "
-                       "if t[1] * 1000000 + t[2] - t0 > tonumber(ARGV[1]) then return 1 end end",
-                       arg);
-    int done = 0;
-    while (!done && redisBufferWrite(c, &done) == REDIS_OK)
-        ;
-    usleep(200000);   /* let Redis start the loop (a loaded machine may be slow to) */
-    return c;
-}
-
-static void finish_busy(redisContext *c)
-{
-    void *rep = NULL;
-    if (c && !c->err && redisGetReply(c, &rep) == REDIS_OK)
-        freeReplyObject(rep);
-    if (c)
-        redisFree(c);
-}
-
 /* Issue 8: an admission that timed out in Redis answered 503, but its
  * script ran later and left a lease nobody released. */
 static void test_admit_timeout(void)
@@ -945,12 +913,12 @@ static void test_admit_timeout(void)
     MUST(ars_limits_release(r, fast, k.id, "to-warm"));
 
     size_t queued_before = ars_usage_queued();
-    redisContext *busy = start_busy(1200);
+    redisContext *busy = busy_start(port, 1200);
     enum ars_err e = ars_limits_admit(r, fast, &k, "to-1", now, 0, &a);
     check(e == ARS_ERR_UNAVAILABLE, "admission timeout: a Redis busy past REDIS_COMMAND_TIMEOUT_MS is unavailable (%s)",
           ars_err_str(e));
     check(ars_usage_queued() == queued_before + 1, "admission timeout: a compensating release is queued");
-    finish_busy(busy);
+    busy_finish(busy);
     usleep(100000);
     check(rll("ZSCORE %s to-1", conc) > 0, "admission timeout: the script ran after the timeout (the phantom lease)");
     struct ars_usage_flush_result res;

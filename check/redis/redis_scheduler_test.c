@@ -31,6 +31,7 @@
 #include "records.h"
 #include "redis.h"
 #include "scheduler.h"
+#include "busy.h"
 #include "usage.h"
 
 #define ID_LEN 64
@@ -696,38 +697,6 @@ static void test_leases(void)
     expect(rint_cmd("ZCARD", lease_key) == 0, "ars_sched_release drops the lease", NULL);
 }
 
-/* Keeps Redis busy for about ms milliseconds from another connection, so
- * that a client with a shorter command timeout gives up while its
- * command still runs afterwards. Read the reply with finish_busy. */
-static redisContext *start_busy(const char *port, long long ms)
-{
-    struct timeval tv = { 5, 0 };
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", (int)strtol(port, NULL, 10), tv);
-    if (!c || c->err)
-        return c;
-    char arg[24];
-    snprintf(arg, sizeof(arg), "%lld", ms * 1000);
-    redisAppendCommand(c, "EVAL %s 0 %s",
-                       "local s = redis.call('TIME') local t0 = s[1] * 1000000 + s[2] "
-                       "while true do local t = redis.call('TIME') "
-                       "if t[1] * 1000000 + t[2] - t0 > tonumber(ARGV[1]) then return 1 end end",
-                       arg);
-    int done = 0;
-    while (!done && redisBufferWrite(c, &done) == REDIS_OK)
-        ;
-    sleep_us(200000);   /* let Redis start the loop (a loaded machine may be slow to) */
-    return c;
-}
-
-static void finish_busy(redisContext *c)
-{
-    void *rep = NULL;
-    if (c && !c->err && redisGetReply(c, &rep) == REDIS_OK)
-        freeReplyObject(rep);
-    if (c)
-        redisFree(c);
-}
-
 /* Issue 8: a pick that timed out in Redis answered 503, but its script
  * ran later and left an account lease nobody released. */
 static void test_pick_cancel(const char *port)
@@ -770,14 +739,14 @@ static void test_pick_cancel(const char *port)
         release(a, "pc-warm");
     }
     size_t queued = ars_usage_queued();
-    redisContext *busy = start_busy(port, 1200);
+    redisContext *busy = busy_start(port, 1200);
     e = ars_sched_pick(r, fast, NULL, "claude-sonnet-4-5", NULL, "pc-4", NULL, 0, t + 4, &p, why, sizeof(why));
     expect(e == ARS_ERR_UNAVAILABLE, "pick timeout: a Redis busy past the command timeout is unavailable",
            "err %d", e);
     if (e == ARS_OK)
         ars_account_release(p.account);
     expect(ars_usage_queued() == queued + 1, "pick timeout: a compensating release is queued", NULL);
-    finish_busy(busy);
+    busy_finish(busy);
     sleep_us(100000);
     expect(rint_cmd("ZCARD", lease_key) == 1, "pick timeout: the script ran after the timeout (the phantom lease)",
            NULL);
