@@ -744,28 +744,6 @@ static long long count_keys(const char *pattern)
     return n;
 }
 
-/* Blocks the redis-server for ms milliseconds with a busy script, from a
- * child process, so a pipeline sent meanwhile times out on our side and
- * is applied by Redis afterwards: the "reply lost" case. */
-static pid_t redis_busy(int ms)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        redisContext *c = redisConnect("127.0.0.1", atoi(port));
-        if (c && !c->err) {
-            redisReply *rep = redisCommand(c,
-                "EVAL %s 0 %d",
-                "local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] "
-                "while true do local n = redis.call('TIME') "
-                "if n[1] * 1000000 + n[2] - s > tonumber(ARGV[1]) * 1000 then break end end return 1",
-                ms);
-            freeReplyObject(rep);
-        }
-        _exit(0);
-    }
-    return pid;
-}
-
 static void test_no_marker_per_request(void)
 {
     char pat[128];
@@ -787,11 +765,10 @@ static void test_no_marker_per_request(void)
     struct ars_usage_record rec;
     base_record(&rec, &k, "lost-reply", T0);
     rec.usage.input = 321;
-    pid_t busy = redis_busy(3000);
-    usleep(300000);
+    redisContext *busy = busy_start(port, 3000);
+    usleep(100000);
     enum ars_err e = ars_usage_record(rds, cfg, &rec);
-    int status;
-    waitpid(busy, &status, 0);
+    busy_finish(busy);
     char key[256];
     snprintf(key, sizeof(key), "%susage:key:{%s}:total", P, k.id);
     long long applied_late = rll("HGET %s input", key);

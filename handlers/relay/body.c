@@ -398,28 +398,38 @@ static int top_member(struct scanner *s, struct ars_span key, void *arg)
     return 0;
 }
 
-enum ars_err ars_body_scan(const char *body, size_t len, int require_model, struct ars_body_fields *out,
-                           char *errbuf, size_t errlen)
+/* The whole body: one JSON object, fn called for each top-level member,
+ * nothing after it. -1 with the reason in errbuf. */
+static int walk_body(const char *body, size_t len, int (*fn)(struct scanner *, struct ars_span, void *), void *arg,
+                     char *errbuf, size_t errlen)
 {
-    memset(out, 0, sizeof(*out));
     struct scanner s = { body, body + len, 1, NULL, "" };
-    struct top t;
-    t.f = out;
-    t.seen.n = 0;
     skip_ws(&s);
     if (s.p >= s.end || *s.p != '{') {
         snprintf(errbuf, errlen, "request body must be a JSON object");
-        return ARS_ERR_INVALID;
+        return -1;
     }
-    if (walk_object(&s, top_member, &t)) {
+    if (walk_object(&s, fn, arg)) {
         snprintf(errbuf, errlen, "%s", s.error ? s.error : "request body is not valid JSON");
-        return ARS_ERR_INVALID;
+        return -1;
     }
     skip_ws(&s);
     if (s.p != s.end) {
         snprintf(errbuf, errlen, "request body has data after the JSON object");
-        return ARS_ERR_INVALID;
+        return -1;
     }
+    return 0;
+}
+
+enum ars_err ars_body_scan(const char *body, size_t len, int require_model, struct ars_body_fields *out,
+                           char *errbuf, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    struct top t;
+    t.f = out;
+    t.seen.n = 0;
+    if (walk_body(body, len, top_member, &t, errbuf, errlen))
+        return ARS_ERR_INVALID;
     if (require_model && !out->model_value.p) {
         snprintf(errbuf, errlen, "model: required, a string such as \"claude-sonnet-5\"");
         return ARS_ERR_INVALID;
@@ -442,17 +452,7 @@ static int any_member(struct scanner *s, struct ars_span key, void *arg)
 
 enum ars_err ars_body_check_members(const char *body, size_t len, char *errbuf, size_t errlen)
 {
-    struct scanner s = { body, body + len, 1, NULL, "" };
     struct members seen;
     seen.n = 0;
-    skip_ws(&s);
-    if (s.p >= s.end || *s.p != '{') {
-        snprintf(errbuf, errlen, "request body must be a JSON object");
-        return ARS_ERR_INVALID;
-    }
-    if (walk_object(&s, any_member, &seen)) {
-        snprintf(errbuf, errlen, "%s", s.error ? s.error : "request body is not valid JSON");
-        return ARS_ERR_INVALID;
-    }
-    return ARS_OK;
+    return walk_body(body, len, any_member, &seen, errbuf, errlen) ? ARS_ERR_INVALID : ARS_OK;
 }
